@@ -1,0 +1,2 @@
+"""Typed configuration: `schema` (dataclasses), `files` (YAML), `validate` (per-layer checks), `resolve` (merge,
+consistency, hash)."""

@@ -1,0 +1,91 @@
+"""Experiment files: which variants, seeds, scale and shared overrides make up a grid of controlled runs.
+
+```yaml
+name: smoke                 # MLflow experiment and grid name
+scale: tiny                 # a preset in harness/scales
+baseline: lynx              # the reference every delta is reported against
+variants: [wo_adapter, linear_projector]
+seeds: [0]
+workers: 1                  # parallel worker processes
+overrides: {train.max_steps: 150}   # applied to every run: the budget is identical across variants
+```
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config.files import read_yaml
+from harness.config.resolve import ResolvedRun, resolve
+from harness.errors import ConfigError, did_you_mean, one_of
+
+KEYS = {"name", "description", "scale", "baseline", "variants", "seeds", "workers", "overrides"}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A validated experiment file."""
+
+    name: str
+    path: Path
+    scale: str
+    baseline: str
+    variants: tuple[str, ...]
+    seeds: tuple[int, ...] = (0,)
+    workers: int = 1
+    description: str = ""
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def all_variants(self) -> tuple[str, ...]:
+        """The baseline first, then the variants, without repeats."""
+        return tuple(dict.fromkeys((self.baseline, *self.variants)))
+
+    def expand(self, cli: dict[str, Any] | None = None) -> list[ResolvedRun]:
+        """Resolve every (variant, seed) run; any invalid one fails the whole grid before anything runs."""
+        runs = []
+        for variant in self.all_variants:
+            for seed in self.seeds:
+                runs.append(resolve(variant, self.scale, seed, self.overrides, str(self.path), cli))
+        return runs
+
+
+def load_experiment(path: str | Path, scale: str | None = None, workers: int | None = None) -> Experiment:
+    """Read and check an experiment file; `scale`/`workers` given on the command line win over the file's."""
+    path = Path(path)
+    raw = read_yaml(path, "experiment file")
+    for key in raw:
+        if key not in KEYS:
+            raise ConfigError(f"{path}: unknown experiment key '{key}'{did_you_mean(key, KEYS)}; known: {one_of(KEYS)}")
+    for key in ("name", "baseline"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise ConfigError(f"{path}: '{key}' is required and must be a string")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", raw["name"]):
+        raise ConfigError(f"{path}: name '{raw['name']}' may only use letters, digits, '_', '.' and '-'")
+    variants = raw.get("variants", [])
+    if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
+        raise ConfigError(f"{path}: 'variants' must be a list of variant names")
+    seeds = raw.get("seeds", [0])
+    is_int = lambda s: isinstance(s, int) and not isinstance(s, bool)  # noqa: E731
+    if not isinstance(seeds, list) or not seeds or not all(is_int(s) for s in seeds):
+        raise ConfigError(f"{path}: 'seeds' must be a non-empty list of integers, e.g. [0, 1, 2]")
+    overrides = raw.get("overrides") or {}
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{path}: 'overrides' must be a mapping of config keys to values")
+    n_workers = workers if workers is not None else raw.get("workers", 1)
+    if not isinstance(n_workers, int) or isinstance(n_workers, bool) or n_workers < 1:
+        raise ConfigError(f"{path}: 'workers' must be a positive integer, got {n_workers!r}")
+    return Experiment(
+        name=raw["name"],
+        path=path,
+        scale=scale or str(raw.get("scale", "tiny")),
+        baseline=raw["baseline"],
+        variants=tuple(variants),
+        seeds=tuple(seeds),
+        workers=n_workers,
+        description=str(raw.get("description", "")),
+        overrides=overrides,
+    )

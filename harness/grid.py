@@ -1,0 +1,147 @@
+"""Run an experiment's grid: resolve every run first, then do only what is missing, in parallel workers.
+
+A grid is one MLflow parent run with one child per (variant, seed). A child that FINISHED is skipped on re-run;
+one that failed or was killed runs again into the same MLflow run. A lock file per run key makes sure that two
+workers (or two `ablate grid run` processes on one machine) never run the same run at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config.resolve import ResolvedRun
+from harness.errors import AblateError
+from harness.experiment import Experiment
+from harness.tracking import PARENT_TAG, Store, child_runs, experiment_id, finish, provenance, start_parent
+
+log = logging.getLogger("ablate")
+
+
+@dataclass
+class GridOutcome:
+    """What happened to each run of a grid."""
+
+    parent_run_id: str
+    finished: list[str] = field(default_factory=list)  # run labels trained now
+    skipped: list[str] = field(default_factory=list)  # already finished before
+    busy: list[str] = field(default_factory=list)  # locked by another process
+    failed: dict[str, str] = field(default_factory=dict)  # label -> reason
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def label(run: ResolvedRun) -> str:
+    return f"{run.variant.name} seed {run.config.seed}"
+
+
+@contextmanager
+def run_lock(store: Store, key: str):
+    """Yield True when this process holds the run's lock, False when another process is running it."""
+    path = store.locks / f"{key}.lock"
+    with open(path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _work(root: str, run_id: str, run: ResolvedRun, threads: int | None) -> tuple[str, dict[str, Any] | None, str]:
+    """Worker entry point: ('done', metrics, '') | ('busy', None, '') | ('failed', None, reason)."""
+    from harness.runner import execute
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    store = Store(Path(root))
+    with run_lock(store, run.key) as held:
+        if not held:
+            return "busy", None, ""
+        try:
+            return "done", execute(store, run_id, run, threads), ""
+        except AblateError as err:
+            return "failed", None, str(err)
+
+
+def prepare_data(runs: list[ResolvedRun], store: Store) -> None:
+    """Build each distinct world and tokenizer once, before workers start, so they never race on the cache."""
+    from harness.data import build_tokenizer, build_world
+
+    seen = set()
+    for run in runs:
+        data = run.config.data
+        if data.shards is None and repr(data) not in seen:
+            seen.add(repr(data))
+            build_tokenizer(build_world(data, store.cache))
+
+
+def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None) -> GridOutcome:
+    """Resolve, then train and evaluate every missing run of `experiment` into `store`."""
+    runs = experiment.expand(cli)  # every config is validated before anything is written
+    client = store.create()
+    exp_id = experiment_id(client, store, experiment.name)
+    parent_id = start_parent(client, exp_id, experiment.name, tags={
+        "ablate.experiment_file": str(experiment.path),
+        "ablate.baseline": experiment.baseline,
+        "ablate.scale": experiment.scale,
+        "ablate.variants": ",".join(experiment.all_variants),
+        "ablate.seeds": ",".join(map(str, experiment.seeds)),
+        **provenance(),
+    })
+    outcome = GridOutcome(parent_id)
+    existing = child_runs(client, exp_id, parent_id)
+    todo: list[tuple[ResolvedRun, str]] = []
+    for run in runs:
+        previous = existing.get(run.key)
+        if previous is not None and previous.info.status == "FINISHED":
+            outcome.skipped.append(label(run))
+            continue
+        if previous is not None:
+            run_id = previous.info.run_id
+        else:
+            run_id = client.create_run(exp_id, run_name=f"{run.variant.name}-s{run.config.seed}", tags={
+                PARENT_TAG: parent_id, "ablate.run_key": run.key, "ablate.variant": run.variant.name,
+                "ablate.kind": "run", "ablate.grid": experiment.name,
+            }).info.run_id
+            client.update_run(run_id, status="SCHEDULED")
+        todo.append((run, run_id))
+
+    log.info("grid %s: %d runs, %d already finished, %d to run with %d worker(s)",
+             experiment.name, len(runs), len(outcome.skipped), len(todo), experiment.workers)
+    if todo:
+        prepare_data([r for r, _ in todo], store)
+    workers = min(experiment.workers, len(todo)) or 1
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    started = time.perf_counter()
+    if workers == 1:
+        results = [(run, _work(str(store.root), run_id, run, threads)) for run, run_id in todo]
+    else:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [(run, pool.submit(_work, str(store.root), run_id, run, threads)) for run, run_id in todo]
+            results = [(run, future.result()) for run, future in futures]
+    for run, (status, metrics, reason) in results:
+        if status == "done":
+            outcome.finished.append(label(run))
+            log.info("  done    %-28s exact_match %.1f", label(run), metrics.get("eval/exact_match", float("nan")))
+        elif status == "busy":
+            outcome.busy.append(label(run))
+            log.info("  busy    %-28s (running in another process)", label(run))
+        else:
+            outcome.failed[label(run)] = reason
+            log.info("  FAILED  %-28s %s", label(run), reason)
+    log.info("grid %s finished in %.0fs", experiment.name, time.perf_counter() - started)
+    finish(client, parent_id, ok=outcome.ok)
+    return outcome

@@ -1,0 +1,65 @@
+"""Adapters inside the LLM: Lynx's bottleneck adapters on the output of every M-th decoder block.
+
+Each entry of `ADAPTERS` is a factory `(cfg: AdapterConfig, llm) -> nn.ModuleList` that inserts its adapters
+into `llm` in place and returns them. An adapter lives at `layer.adapter` (so it moves, saves and loads with
+the LLM) and a forward hook on the layer rewrites the layer's output hidden states.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from harness.config.schema import AdapterConfig
+from harness.model.llm import decoder_layers
+from harness.registry import Registry
+
+ADAPTERS: Registry = Registry("adapter")
+
+
+class BottleneckAdapter(nn.Module):
+    """h + scale * up(SiLU(down(LayerNorm(h)))), with `scale` a learnable scalar."""
+
+    def __init__(self, dim: int, reduction: int, init_scale: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.down = nn.Linear(dim, dim // reduction)
+        self.up = nn.Linear(dim // reduction, dim)
+        self.scale = nn.Parameter(torch.tensor(float(init_scale)))
+        # Small init (HF's initializer_range) so a pretrained LLM is barely disturbed at the start.
+        for lin in (self.down, self.up):
+            nn.init.normal_(lin.weight, std=0.02)
+            nn.init.zeros_(lin.bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.scale * self.up(nn.functional.silu(self.down(self.norm(h))))
+
+
+def _adapter_hook(layer: nn.Module, args: tuple, output):
+    # transformers 5 decoder layers return the hidden states tensor; older ones a tuple (hidden_states, ...).
+    if isinstance(output, tuple):
+        return (layer.adapter(output[0]), *output[1:])
+    return layer.adapter(output)
+
+
+@ADAPTERS.register("bottleneck")
+def bottleneck(cfg: AdapterConfig, llm: PreTrainedModel) -> nn.ModuleList:
+    """Insert a bottleneck adapter after blocks i with (i + 1) % every == 0 (every=2: blocks 1, 3, 5, ...)."""
+    inserted = nn.ModuleList()
+    for i, layer in enumerate(decoder_layers(llm)):
+        if (i + 1) % cfg.every:
+            continue
+        ref = next(layer.parameters())
+        layer.adapter = BottleneckAdapter(llm.config.hidden_size, cfg.reduction, cfg.init_scale).to(
+            device=ref.device, dtype=ref.dtype
+        )
+        layer.register_forward_hook(_adapter_hook)
+        inserted.append(layer.adapter)
+    return inserted
+
+
+@ADAPTERS.register("none")
+def none(cfg: AdapterConfig, llm: PreTrainedModel) -> nn.ModuleList:
+    """No adapters."""
+    return nn.ModuleList()

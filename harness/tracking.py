@@ -1,0 +1,163 @@
+"""MLflow bookkeeping: the embedded store, grid parent runs, child runs, batched logging, provenance tags.
+
+The default store is a sqlite file plus a local artifact folder under one output folder. The sqlite schema is
+created once, by the grid process, before any worker starts: two processes creating the same new database at
+once crash. Single `log_metric` calls cost milliseconds each on sqlite, so everything goes through `log_batch`.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+
+PARENT_TAG = "mlflow.parentRunId"
+PACKAGES = ("torch", "transformers", "lightning", "timm", "mlflow", "webdataset", "optuna", "pandas")
+MAX_PARAMS_PER_BATCH = 100  # MLflow's log_batch limit
+MAX_PARAM_LENGTH = 6000
+
+
+@dataclass(frozen=True)
+class Store:
+    """One output folder: the MLflow sqlite file, its artifacts, the data cache and the reports."""
+
+    root: Path
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{(self.root / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> str:
+        return (self.root / "mlartifacts").resolve().as_uri()
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def locks(self) -> Path:
+        return self.root / "locks"
+
+    def client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.tracking_uri)
+
+    def exists(self) -> bool:
+        return (self.root / "mlflow.db").is_file()
+
+    def create(self) -> MlflowClient:
+        """Create the folder and the sqlite schema (idempotent). Call once, before starting workers."""
+        for folder in (self.root, self.cache, self.reports, self.locks):
+            folder.mkdir(parents=True, exist_ok=True)
+        client = self.client()
+        client.search_experiments(max_results=1)  # runs the schema migrations now, in this one process
+        return client
+
+
+def experiment_id(client: MlflowClient, store: Store, name: str) -> str:
+    """The MLflow experiment named `name`, created with its artifacts under the store."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    return client.create_experiment(name, artifact_location=f"{store.artifact_root}/{name}")
+
+
+def find_runs(client: MlflowClient, exp_id: str, **tags: str) -> list:
+    """Runs of an experiment whose tags equal the given values (tag names use '.' for '__')."""
+    clauses = [f"tags.`{k.replace('__', '.')}` = '{v}'" for k, v in tags.items()]
+    return client.search_runs([exp_id], filter_string=" and ".join(clauses), max_results=5000)
+
+
+def start_parent(client: MlflowClient, exp_id: str, grid_name: str, tags: dict[str, str]) -> str:
+    """Reuse the grid's parent run if it exists (a re-run continues it), else create it."""
+    existing = find_runs(client, exp_id, ablate__kind="grid", ablate__grid=grid_name)
+    if existing:
+        run_id = existing[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+    else:
+        grid_tags = {"ablate.kind": "grid", "ablate.grid": grid_name}
+        run_id = client.create_run(exp_id, run_name=grid_name, tags=grid_tags).info.run_id
+    log_batch(client, run_id, tags=tags)
+    return run_id
+
+
+def child_runs(client: MlflowClient, exp_id: str, parent_id: str) -> dict[str, Any]:
+    """The grid's child runs keyed by their run key (config hash)."""
+    runs = find_runs(client, exp_id, mlflow__parentRunId=parent_id)
+    return {r.data.tags.get("ablate.run_key"): r for r in runs}
+
+
+def log_batch(
+    client: MlflowClient,
+    run_id: str,
+    metrics: dict[str, float] | None = None,
+    params: dict[str, Any] | None = None,
+    tags: dict[str, Any] | None = None,
+    step: int = 0,
+) -> None:
+    """Log many values in as few requests as MLflow allows."""
+    now = int(time.time() * 1000)
+    metric_list = [Metric(k, float(v), now, step) for k, v in (metrics or {}).items()]
+    param_list = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in (params or {}).items()]
+    tag_list = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+    for i in range(0, max(len(param_list), 1), MAX_PARAMS_PER_BATCH):
+        client.log_batch(
+            run_id,
+            metrics=metric_list if i == 0 else [],
+            params=param_list[i : i + MAX_PARAMS_PER_BATCH],
+            tags=tag_list if i == 0 else [],
+        )
+
+
+def log_metric_series(client: MlflowClient, run_id: str, series: list[tuple[str, float, int]]) -> None:
+    """Log (key, value, step) triples in batches of 1000, MLflow's limit."""
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, float(v), now, s) for k, v, s in series]
+    for i in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[i : i + 1000])
+
+
+def finish(client: MlflowClient, run_id: str, ok: bool = True) -> None:
+    """Mark a run FINISHED or FAILED."""
+    client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.FINISHED if ok else RunStatus.FAILED))
+
+
+@functools.cache
+def provenance() -> dict[str, str]:
+    """Git sha of the working tree (with a '-dirty' mark) and the versions of the packages that shape results."""
+    tags = {f"version.{name}": _version(name) for name in PACKAGES}
+    tags["git.sha"] = _git_sha()
+    return tags
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _git_sha() -> str:
+    here = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{sha}-dirty" if dirty else sha

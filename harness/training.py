@@ -1,0 +1,89 @@
+"""The Lightning side of a run: the training module, the LR schedule, and metric logging into MLflow."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import lightning as L
+import torch
+from mlflow.tracking import MlflowClient
+
+from harness.config.schema import TrainConfig
+from harness.errors import AblateError
+from harness.tracking import log_metric_series
+
+
+def warmup_linear_decay(step: int, total: int, warmup_frac: float) -> float:
+    """LR multiplier: linear warmup over the first `warmup_frac` of steps, then linear decay to 0 (the paper's)."""
+    warmup = max(1, math.ceil(total * warmup_frac))
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+class NonFiniteLoss(AblateError):
+    """Training produced a NaN or infinite loss; the run is marked failed and the grid goes on."""
+
+
+class MultimodalModule(L.LightningModule):
+    """Next-token cross-entropy on the answer tokens; AdamW over the trainable parameters only."""
+
+    def __init__(self, model: torch.nn.Module, train_cfg: TrainConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.cfg = train_cfg
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        out = self.model(
+            images=batch["images"],
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            labels=batch["labels"],
+        )
+        if not torch.isfinite(out.loss):
+            raise NonFiniteLoss(f"non-finite training loss ({out.loss.item()}) at step {self.global_step}")
+        self.log("train/loss", out.loss.detach(), batch_size=batch["images"].shape[0])
+        return out.loss
+
+    def configure_optimizers(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise AblateError("the freeze policy leaves no trainable parameters; nothing to train")
+        optimizer = torch.optim.AdamW(
+            params, lr=self.cfg.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=self.cfg.weight_decay
+        )
+        total = self.cfg.max_steps
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_linear_decay(step, total, self.cfg.warmup_frac)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+class MlflowMetrics(L.Callback):
+    """Collects training metrics every `every` steps and writes them to MLflow in batches (sqlite is slow per call)."""
+
+    def __init__(self, client: MlflowClient, run_id: str, every: int, flush_at: int = 200) -> None:
+        self.client, self.run_id, self.every, self.flush_at = client, run_id, max(1, every), flush_at
+        self.pending: list[tuple[str, float, int]] = []
+        self.started = time.perf_counter()
+        self.samples = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.samples += batch["images"].shape[0]
+        step = trainer.global_step
+        if step % self.every == 0 or step == trainer.max_steps:
+            elapsed = time.perf_counter() - self.started
+            self.pending.append(("train/loss", float(outputs["loss"].detach()), step))
+            self.pending.append(("train/lr", trainer.optimizers[0].param_groups[0]["lr"], step))
+            self.pending.append(("train/samples_per_s", self.samples / max(elapsed, 1e-9), step))
+        if len(self.pending) >= self.flush_at:
+            self.flush()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            log_metric_series(self.client, self.run_id, self.pending)
+            self.pending = []

@@ -1,0 +1,101 @@
+"""The `ablate` command line: listing and showing variants, and one clear line for every kind of bad input."""
+
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_variants_list_shows_name_axis_description(capsys):
+    code, out, _ = run_cli(capsys, "variants", "list")
+    assert code == 0
+    first = out.splitlines()[0].split()
+    assert first[:2] == ["lynx", "baseline"]
+    assert any(line.split()[:2] == ["w_llama", "network.llm"] for line in out.splitlines())
+
+
+def test_variants_show_prints_resolved_config_with_hash(capsys):
+    code, out, _ = run_cli(capsys, "variants", "show", "lynx", "train.max_steps=9")
+    assert code == 0
+    assert "config hash" in out and "max_steps: 9" in out
+
+
+def test_variants_diff_prints_exactly_the_delta(capsys):
+    code, out, _ = run_cli(capsys, "variants", "diff", "w_llama")
+    assert code == 0
+    assert out.splitlines()[1:] == ["  model.llm.role  'instruct' -> 'base'"]
+
+
+def _experiment(tmp_path, text):
+    path = tmp_path / "exp.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+BAD_INPUTS = {
+    "malformed yaml": ("name: x\nbaseline: lynx\nvariants: [a, b\n", r"exp\.yaml: line \d+, column \d+: malformed YAML"),
+    "unknown variant": ("name: x\nbaseline: lynx\nvariants: [w_lama]\n", r"unknown variant 'w_lama' \(did you mean 'w_llama'\?\)"),
+    "misspelt key": ("name: x\nbaseline: lynx\noverrides: {train.lr_rate: 1}\n",
+                     r"exp\.yaml: unknown config key 'train\.lr_rate' \(did you mean 'train\.lr'\?\)"),
+    "wrong type": ("name: x\nbaseline: lynx\noverrides: {train.max_steps: lots}\n",
+                   r"exp\.yaml: train\.max_steps must be an integer, got 'lots' \(str\)"),
+    "unknown experiment key": ("name: x\nbaseline: lynx\nseed: [1]\n", r"unknown experiment key 'seed' \(did you mean 'seeds'\?\)"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_experiment_gets_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys):
+    text, pattern = BAD_INPUTS[case]
+    out_dir = tmp_path / "out"
+    code, out, err = run_cli(capsys, "--out", str(out_dir), "grid", "run", str(_experiment(tmp_path, text)))
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith("ablate: error: ")
+    assert re.search(pattern, err), err
+    assert not out_dir.exists()
+
+
+def test_missing_experiment_file(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "--out", str(tmp_path / "out"), "grid", "run", str(tmp_path / "nope.yaml"))
+    assert code == 2 and "experiment file not found" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_cli_override(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "--out", str(tmp_path / "o"), "grid", "run", str(REPO / "experiments/smoke.yaml"),
+                           "model.fusion=prefx")
+    assert code == 2 and "model.fusion must be one of 'prefix', got 'prefx'" in err
+
+
+def test_report_without_store_is_a_clear_error(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "--out", str(tmp_path / "none"), "report", str(REPO / "experiments/smoke.yaml"))
+    assert code == 2 and "no MLflow store" in err
+
+
+def test_variant_file_raising_on_import_is_named_by_the_cli(tmp_path):
+    # A `variants` package earlier on sys.path shadows the shipped one: the CLI must name the broken file.
+    pkg = tmp_path / "variants"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "lynx.py").write_text((REPO / "variants/lynx.py").read_text())
+    (pkg / "broken.py").write_text("import no_such_module_anywhere\n")
+    env = {"PYTHONPATH": str(tmp_path), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "variants", "list"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "ablate: error: variants/broken.py: variant file failed to import: "
+        "ModuleNotFoundError: No module named 'no_such_module_anywhere' (line 1)"
+    ]

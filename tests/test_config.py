@@ -1,0 +1,95 @@
+"""Config resolution: layer order, validation errors that name file and key, hashing."""
+
+import pytest
+
+from harness.config.files import parse_overrides, read_yaml
+from harness.config.resolve import config_hash, resolve
+from harness.config.validate import check_layer
+from harness.errors import ConfigError
+
+
+def test_unknown_key_names_source_key_and_suggestion():
+    with pytest.raises(ConfigError, match=r"exp\.yaml: unknown config key 'train\.max_step' \(did you mean 'train\.max_steps'\?\)"):
+        check_layer({"train.max_step": 3}, "exp.yaml")
+
+
+def test_wrong_type_names_key_and_expected_type():
+    with pytest.raises(ConfigError, match=r"exp\.yaml: train\.batch_size must be an integer, got 'many' \(str\)"):
+        check_layer({"train.batch_size": "many"}, "exp.yaml")
+
+
+def test_bool_is_not_an_integer():
+    with pytest.raises(ConfigError, match="train.max_steps must be an integer"):
+        check_layer({"train.max_steps": True}, "exp.yaml")
+
+
+def test_choice_error_lists_choices_and_suggests():
+    with pytest.raises(ConfigError, match=r"model\.fusion must be one of 'prefix', got 'prefx' \(did you mean 'prefix'\?\)"):
+        check_layer({"model.fusion": "prefx"}, "cli")
+
+
+def test_scientific_notation_string_is_a_float():
+    assert check_layer({"train.lr": "1e-4"}, "cli") == {"train.lr": 1e-4}
+
+
+def test_optional_field_accepts_null():
+    assert check_layer({"model.llm.path": None}, "cli") == {"model.llm.path": None}
+
+
+def test_nested_mappings_and_dotted_keys_are_the_same_override():
+    a = resolve("lynx", experiment={"train": {"max_steps": 7}})
+    b = resolve("lynx", experiment={"train.max_steps": 7})
+    assert a.config == b.config and a.config.train.max_steps == 7
+
+
+def test_layers_merge_in_fixed_order():
+    # scale preset < variant delta < experiment < command line
+    assert resolve("lynx").config.model.vision.image_size == 32  # from the tiny preset
+    assert resolve("wo_adapter").config.model.adapter.kind == "none"  # the delta beats the baseline
+    exp = {"model.adapter.kind": "bottleneck", "train.lr": 0.5}
+    run = resolve("wo_adapter", experiment=exp, cli={"train.lr": 0.25})
+    assert run.config.model.adapter.kind == "bottleneck"  # experiment beats the delta
+    assert run.config.train.lr == 0.25  # command line beats the experiment
+
+
+def test_hash_is_stable_and_tracks_settings_and_seed_not_labels():
+    assert resolve("lynx").hash == resolve("lynx").hash
+    assert resolve("lynx", seed=1).hash != resolve("lynx", seed=0).hash
+    assert resolve("lynx", cli={"train.lr": 0.1}).hash != resolve("lynx").hash
+    cfg = resolve("lynx").config
+    cfg.variant = "renamed"
+    assert config_hash(cfg) == resolve("lynx").hash
+
+
+def test_unknown_scale_is_rejected_with_suggestion():
+    with pytest.raises(ConfigError, match=r"unknown scale 'tinny' \(did you mean 'tiny'\?\)"):
+        resolve("lynx", scale="tinny")
+
+
+def test_unknown_component_name_is_rejected_after_merge():
+    with pytest.raises(ConfigError, match=r"model\.connector\.kind: unknown connector 'resampeler' \(did you mean 'resampler'\?\)"):
+        resolve("lynx", cli={"model.connector.kind": "resampeler"})
+
+
+def test_cross_field_rule_is_checked():
+    with pytest.raises(ConfigError, match="hidden_size must be divisible by model.llm.num_heads"):
+        resolve("lynx", cli={"model.llm.num_heads": 5})
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: smoke\nvariants: [a, b\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: line \d+, column \d+: malformed YAML"):
+        read_yaml(path)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="experiment file not found: .*nope.yaml"):
+        read_yaml(tmp_path / "nope.yaml", "experiment file")
+
+
+def test_cli_overrides_parse_yaml_scalars_and_reject_garbage():
+    assert parse_overrides(["train.max_steps=5", "model.llm.path=null", "train.lr=1e-4"]) == {
+        "train.max_steps": 5, "model.llm.path": None, "train.lr": "1e-4"}
+    with pytest.raises(ConfigError, match="must look like key=value"):
+        parse_overrides(["train.max_steps"])
