@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ablate` console script; user errors print one line and exit 2."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
-    for noisy in ("lightning", "lightning.pytorch", "lightning.fabric", "alembic", "mlflow"):
+    for noisy in ("alembic", "mlflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.func(args)

@@ -99,6 +99,7 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
         "ablate.scale": experiment.scale,
         "ablate.variants": ",".join(experiment.all_variants),
         "ablate.seeds": ",".join(map(str, experiment.seeds)),
+        "ablate.run_keys": ",".join(r.key for r in runs),  # what the report shows: the grid as last run
         **provenance(),
     })
     outcome = GridOutcome(parent_id)

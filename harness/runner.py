@@ -41,6 +41,14 @@ def run_tags(resolved: ResolvedRun) -> dict[str, str]:
     }
 
 
+def quiet_libraries() -> None:
+    """Keep a run's output to our own lines: Lightning's banners and known-harmless warnings say nothing useful."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (".*does not have many workers.*", ".*IterableDataset.*__len__.*", ".*treespec.*LeafSpec.*"):
+        warnings.filterwarnings("ignore", pattern)
+
+
 def execute(store: Store, run_id: str, resolved: ResolvedRun, threads: int | None = None) -> dict[str, float]:
     """Train and evaluate one resolved config into MLflow run `run_id`; mark it FINISHED or FAILED."""
     client = store.client()
@@ -74,8 +82,7 @@ def _train_and_evaluate(
     cfg = resolved.config
     if threads:
         torch.set_num_threads(threads)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*IterableDataset.*__len__.*")
+    quiet_libraries()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     world = build_world(cfg.data, store.cache)

@@ -27,13 +27,24 @@ def _delta(value: float) -> str:
     return "—" if value == 0 or math.isnan(value) else f"{value:+.1f}"
 
 
-def results_markdown(table: pd.DataFrame, baseline: str, metrics: list[str]) -> str:
+def item_counts(runs: pd.DataFrame, metrics: list[str]) -> dict[str, int]:
+    """Evaluation items behind each metric ('eval/color/exact_match' -> the largest 'eval/color/n')."""
+    counts = {}
+    for m in metrics:
+        column = "metrics." + m.rsplit("/", 1)[0] + "/n"
+        if column in runs:
+            counts[m] = int(runs[column].max())
+    return counts
+
+
+def results_markdown(table: pd.DataFrame, baseline: str, metrics: list[str], counts: dict[str, int]) -> str:
     """The comparison table: one row per variant, metric means (± std over seeds) and Δ vs the baseline."""
     out = pd.DataFrame(index=table.index)
     out["axis"] = table["axis"]
     out["seeds"] = table["seeds"]
     for m in metrics:
-        out[_short(m) + " (%)"] = [_cell(a, b) for a, b in zip(table[m], table[m + " std"], strict=True)]
+        header = f"{_short(m)} (n={counts[m]})" if m in counts else _short(m)
+        out[header] = [_cell(a, b) for a, b in zip(table[m], table[m + " std"], strict=True)]
     overall = metrics[0]
     if "Δ " + overall in table:
         out[f"Δ overall vs {baseline}"] = [_delta(v) for v in table["Δ " + overall]]
@@ -62,10 +73,11 @@ def write_report(experiment: Experiment, store: Store) -> Path:
         "",
         "## Results",
         "",
-        "Exact-match accuracy (%) on the held-out split, mean over seeds (± sample std where there are several).",
+        "Exact-match accuracy (%) on the held-out split by task (n = items), mean over seeds (± sample std where there"
+        " are several).",
         f"Δ is the difference in overall accuracy from `{experiment.baseline}` in percentage points.",
         "",
-        results_markdown(table, experiment.baseline, metrics),
+        results_markdown(table, experiment.baseline, metrics, item_counts(runs, metrics)),
         "",
         "## What each variant changes",
         "",

@@ -29,7 +29,9 @@ def load_grid_runs(store: Store, grid: str) -> tuple[pd.DataFrame, pd.Series]:
         filter_string=f"tags.`mlflow.parentRunId` = '{parent['run_id']}'",
         output_format="pandas",
     )
-    return children, parent
+    current = str(parent.get("tags.ablate.run_keys") or "").split(",")
+    # A grid re-run with other settings adds new child runs; the report shows the grid as it was last run.
+    return children[children["tags.ablate.run_key"].isin(current)], parent
 
 
 def metric_columns(runs: pd.DataFrame) -> list[str]:

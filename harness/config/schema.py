@@ -95,7 +95,7 @@ class DataConfig:
 class TrainConfig:
     """Optimisation: AdamW with linear warmup then linear decay, as in the paper."""
 
-    max_steps: int = 150
+    max_steps: int = 600
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 0.01
