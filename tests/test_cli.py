@@ -28,9 +28,9 @@ def test_variants_list_shows_name_axis_description(capsys):
 
 
 def test_variants_show_prints_resolved_config_with_hash(capsys):
-    code, out, _ = run_cli(capsys, "variants", "show", "lynx", "train.max_steps=9")
+    code, out, _ = run_cli(capsys, "variants", "show", "lynx", "--seed", "3", "train.max_steps=9")
     assert code == 0
-    assert "config hash" in out and "max_steps: 9" in out
+    assert "config hash" in out and "max_steps: 9" in out and "seed: 3" in out
 
 
 def test_variants_diff_prints_exactly_the_delta(capsys):
