@@ -11,6 +11,7 @@ from pathlib import Path
 from harness.errors import AblateError
 
 DEFAULT_OUT = os.environ.get("ABLATE_OUT", "outputs")
+ASSUMED_VOCAB = 1000  # for parameter counts when the vocabulary comes from the world tokenizer at run time
 
 
 def _store(args):
@@ -44,7 +45,42 @@ def cmd_variants_show(args) -> int:
     print(f"# {v.description}" + (f" [paper: {v.paper}]" if v.paper else ""))
     print(f"# defined in {v.source}; baseline: {v.baseline or '(none: this is a root)'}")
     print(yaml.safe_dump(dataclasses.asdict(run.config), sort_keys=False), end="")
+    print(f"# parameters at scale {args.scale} (built on the meta device: no weights, no memory)")
+    for line in _parameter_lines(run.config):
+        print(f"#   {line}")
     return 0
+
+
+def _parameter_lines(config) -> list[str]:
+    from harness.model import parameter_report
+
+    vocab = config.model.llm.vocab_size or ASSUMED_VOCAB
+    rows = parameter_report(config.model, vocab, stage=config.train.finetune)
+    lines = [f"{r['component']:<10} {r['params'] / 1e6:12.2f}M   trainable in finetuning: "
+             f"{r['trainable_params'] / 1e6:10.2f}M" for r in rows]
+    total, trainable = sum(r["params"] for r in rows), sum(r["trainable_params"] for r in rows)
+    lines.append(f"{'total':<10} {total / 1e6:12.2f}M   trainable in finetuning: {trainable / 1e6:10.2f}M")
+    if not config.model.llm.vocab_size:
+        lines.append(f"(vocabulary: the world tokenizer's at run time; {vocab} assumed for this count)")
+    return lines
+
+
+def cmd_variants_params(args) -> int:
+    from harness.config.resolve import resolve
+    from harness.model import parameter_report
+    from harness.variant import catalogue
+
+    print(f"{'variant':<24} {'total':>10} {'trainable':>10}   (scale {args.scale}, finetuning stage, meta device)")
+    for name in sorted(catalogue(), key=lambda n: (n != "lynx", n)):
+        config = resolve(name, args.scale).config
+        rows = parameter_report(config.model, config.model.llm.vocab_size or ASSUMED_VOCAB, stage=config.train.finetune)
+        total, trainable = sum(r["params"] for r in rows), sum(r["trainable_params"] for r in rows)
+        print(f"{name:<24} {_count(total):>10} {_count(trainable):>10}")
+    return 0
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M"
 
 
 def cmd_variants_diff(args) -> int:
@@ -92,6 +128,50 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_world_build(args) -> int:
+    from harness.config.resolve import resolve
+    from harness.data import build_tokenizer, build_world
+
+    config = resolve("lynx", args.scale).config
+    store = _store(args)
+    world = build_world(config.world, store.cache)
+    tokenizer = build_tokenizer(world)
+    print(f"world {world.manifest['hash']} at {world.path} (vocabulary {len(tokenizer)})")
+    for name, count in sorted(world.manifest.get("counts", {}).items()):
+        print(f"  {name:<22} {count}")
+    return 0
+
+
+def cmd_zoo_build(args) -> int:
+    from harness.assets import ensure_zoo
+    from harness.config.resolve import resolve
+    from harness.data import build_tokenizer, build_world
+    from harness.zoo import describe_zoo
+
+    config = resolve("lynx", args.scale).config
+    store = _store(args)
+    store.create()
+    world = build_world(config.world, store.cache)
+    folder = ensure_zoo(config, store, world, build_tokenizer(world), force=args.force)
+    print(f"zoo for scale {args.scale} at {folder}")
+    for line in describe_zoo(folder):
+        print(f"  {line}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from harness.evaluation import format_category_table
+    from harness.runner import evaluate_saved
+
+    metrics, rows = evaluate_saved(_store(args), args.target, blind=args.blind, splits=args.splits)
+    for split in sorted({r["split"] for r in rows}):
+        if split.startswith("openvqa"):
+            print(format_category_table(rows, split))
+    for key in sorted(k for k in metrics if not k.startswith("eval/openvqa")):
+        print(f"{key:<48} {metrics[key]:.2f}")
+    return 0
+
+
 def cmd_ui(args) -> int:
     store = _store(args)
     if not store.exists():
@@ -125,6 +205,28 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("name")
     diff.add_argument("--scale", default="tiny")
     diff.set_defaults(func=cmd_variants_diff)
+    params = vsub.add_parser("params", help="parameter counts of every variant at a scale (meta device)")
+    params.add_argument("--scale", default="paper")
+    params.set_defaults(func=cmd_variants_params)
+
+    world = sub.add_parser("world", help="the generated miniature world")
+    wsub = world.add_subparsers(dest="action", required=True, metavar="ACTION")
+    wbuild = wsub.add_parser("build", help="generate (or reuse) the world's shards and tokenizer for a scale")
+    wbuild.add_argument("--scale", default="tiny")
+    wbuild.set_defaults(func=cmd_world_build)
+
+    zoo = sub.add_parser("zoo", help="the miniature backbone zoo")
+    zsub = zoo.add_subparsers(dest="action", required=True, metavar="ACTION")
+    zbuild = zsub.add_parser("build", help="pretrain (or reuse) the zoo's LMs and ViTs for a scale")
+    zbuild.add_argument("--scale", default="tiny")
+    zbuild.add_argument("--force", action="store_true", help="rebuild even if a complete zoo exists")
+    zbuild.set_defaults(func=cmd_zoo_build)
+
+    evaluate = sub.add_parser("eval", help="score a finished run (MLflow run id) or a checkpoint folder again")
+    evaluate.add_argument("target", metavar="RUN_OR_CHECKPOINT")
+    evaluate.add_argument("--blind", action="store_true", help="replace every image by a blank (the control)")
+    evaluate.add_argument("--splits", default=None, help="comma-separated benchmark splits (default: the run's)")
+    evaluate.set_defaults(func=cmd_eval)
 
     grid = sub.add_parser("grid", help="run an experiment grid")
     gsub = grid.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config.files import read_yaml
-from harness.config.resolve import ResolvedRun, resolve
+from harness.config.resolve import ResolvedRun, resolve, verify_delta
 from harness.errors import ConfigError, did_you_mean, one_of
 
 KEYS = {"name", "description", "scale", "baseline", "variants", "seeds", "workers", "overrides"}
@@ -45,11 +45,22 @@ class Experiment:
         return tuple(dict.fromkeys((self.baseline, *self.variants)))
 
     def expand(self, cli: dict[str, Any] | None = None) -> list[ResolvedRun]:
-        """Resolve every (variant, seed) run; any invalid one fails the whole grid before anything runs."""
-        runs = []
-        for variant in self.all_variants:
-            for seed in self.seeds:
-                runs.append(resolve(variant, self.scale, seed, self.overrides, str(self.path), cli))
+        """Resolve and verify every (variant, seed) run; any invalid one fails the grid before anything runs."""
+        def run(variant: str, seed: int) -> ResolvedRun:
+            return resolve(variant, self.scale, seed, self.overrides, str(self.path), cli)
+
+        runs = [run(variant, seed) for variant in self.all_variants for seed in self.seeds]
+        by_key: dict[str, ResolvedRun] = {}
+        for r in runs:
+            if r.variant.baseline is not None:
+                verify_delta(r, run(r.variant.baseline, r.config.seed))
+            if r.key in by_key:
+                raise ConfigError(
+                    f"{self.path}: variants '{by_key[r.key].variant.name}' and '{r.variant.name}' resolve to the "
+                    f"same config (seed {r.config.seed}): an override in the experiment or on the command line "
+                    "cancels a delta"
+                )
+            by_key[r.key] = r
         return runs
 
 

@@ -76,16 +76,17 @@ def _work(root: str, run_id: str, run: ResolvedRun, threads: int | None) -> tupl
             return "failed", None, str(err)
 
 
-def prepare_data(runs: list[ResolvedRun], store: Store) -> None:
-    """Build each distinct world and tokenizer once, before workers start, so they never race on the cache."""
-    from harness.data import build_tokenizer, build_world
+def prepare_assets(runs: list[ResolvedRun], store: Store) -> None:
+    """Build each distinct world, tokenizer and zoo once, before workers start, so they never race on the cache."""
+    from harness.assets import prepare, uses_zoo
 
     seen = set()
     for run in runs:
-        data = run.config.data
-        if data.shards is None and repr(data) not in seen:
-            seen.add(repr(data))
-            build_tokenizer(build_world(data, store.cache))
+        cfg = run.config
+        need = (repr(cfg.world), cfg.scale if uses_zoo(cfg.model) else None)
+        if need not in seen:
+            seen.add(need)
+            prepare(cfg, store)
 
 
 def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None) -> GridOutcome:
@@ -123,7 +124,7 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
     log.info("grid %s: %d runs, %d already finished, %d to run with %d worker(s)",
              experiment.name, len(runs), len(outcome.skipped), len(todo), experiment.workers)
     if todo:
-        prepare_data([r for r, _ in todo], store)
+        prepare_assets([r for r, _ in todo], store)
     workers = min(experiment.workers, len(todo)) or 1
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
     started = time.perf_counter()

@@ -1,6 +1,8 @@
-"""One run, start to finish: data -> model -> freeze policy -> Lightning fit -> evaluation -> MLflow.
+"""One run, start to finish: assets -> model -> stages (pretrain, high-res, finetune) -> benchmark -> MLflow.
 
 Called by the grid, in the grid process or in a worker process, with an MLflow run that already exists.
+Each stage is a Lightning fit with its own freeze policy, data mixture, resolution, learning-rate schedule and
+budget. The trained weights that are not frozen everywhere are saved so `ablate eval` can score them again.
 """
 
 from __future__ import annotations
@@ -10,16 +12,27 @@ import json
 import logging
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from harness.config.resolve import ResolvedRun
+from harness.config.schema import RunConfig, StageConfig
 from harness.config.validate import to_flat_dict
 from harness.errors import AblateError
 from harness.tracking import Store, finish, log_batch, provenance
 
 log = logging.getLogger("ablate")
+STAGES = ("pretrain", "high_res", "finetune")
+
+
+def quiet_libraries() -> None:
+    """Keep a run's output to our own lines: Lightning's banners and known-harmless warnings say nothing useful."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (".*does not have many workers.*", ".*IterableDataset.*__len__.*", ".*treespec.*LeafSpec.*"):
+        warnings.filterwarnings("ignore", pattern)
 
 
 def run_tags(resolved: ResolvedRun) -> dict[str, str]:
@@ -41,12 +54,13 @@ def run_tags(resolved: ResolvedRun) -> dict[str, str]:
     }
 
 
-def quiet_libraries() -> None:
-    """Keep a run's output to our own lines: Lightning's banners and known-harmless warnings say nothing useful."""
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    for pattern in (".*does not have many workers.*", ".*IterableDataset.*__len__.*", ".*treespec.*LeafSpec.*"):
-        warnings.filterwarnings("ignore", pattern)
+def stage_image_size(config: RunConfig, stage: StageConfig) -> int:
+    v = config.model.vision
+    return v.high_res_size if stage.resolution == "high" else v.image_size
+
+
+def checkpoint_dir(store: Store, key: str) -> Path:
+    return store.root / "checkpoints" / key
 
 
 def execute(store: Store, run_id: str, resolved: ResolvedRun, threads: int | None = None) -> dict[str, float]:
@@ -66,6 +80,18 @@ def execute(store: Store, run_id: str, resolved: ResolvedRun, threads: int | Non
     return metrics
 
 
+def build_for(config: RunConfig, store: Store):
+    """Assets, concrete model config and the model for a run config (nothing frozen yet)."""
+    from harness.assets import concrete_model_config, prepare
+    from harness.model import build_model
+
+    assets = prepare(config, store)
+    model_cfg = concrete_model_config(config.model, assets)
+    tok = assets.tokenizer
+    model = build_model(model_cfg, len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id)
+    return assets, model_cfg, model
+
+
 def _train_and_evaluate(
     store: Store, client, run_id: str, resolved: ResolvedRun, threads: int | None
 ) -> dict[str, float]:
@@ -73,9 +99,8 @@ def _train_and_evaluate(
     import lightning as L
     import torch
 
-    from harness.data import WorldDataModule, build_tokenizer, build_world
-    from harness.evaluation import predict, score
-    from harness.model import apply_freeze_policy, build_model
+    from harness.data import WorldDataModule
+    from harness.model import apply_freeze_policy
     from harness.model.freeze import format_freeze_table
     from harness.training import MlflowMetrics, MultimodalModule
 
@@ -85,57 +110,131 @@ def _train_and_evaluate(
     quiet_libraries()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    world = build_world(cfg.data, store.cache)
-    tokenizer = build_tokenizer(world)
-    special = (tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id)
-    model = build_model(cfg.model, len(tokenizer), *special)
-    freeze_rows = apply_freeze_policy(model, cfg.model)
-    freeze_lines = format_freeze_table(freeze_rows)
-    for line in freeze_lines:
-        log.info("[%s] %s", cfg.variant, line)
-
+    assets, model_cfg, model = build_for(cfg, store)
     log_batch(
-        client, run_id,
-        params=to_flat_dict(cfg),
-        tags={**run_tags(resolved), "ablate.world_hash": world.manifest["hash"],
-              **{f"freeze.{r['component']}": "trainable" if r["trainable"] else "frozen" for r in freeze_rows}},
-        metrics={f"params/{r['component']}": r["params"] for r in freeze_rows}
-        | {"params/trainable": sum(r["trainable_params"] for r in freeze_rows),
-           "params/total": sum(r["params"] for r in freeze_rows)},
+        client, run_id, params=to_flat_dict(cfg),
+        tags={**run_tags(resolved), "ablate.world_hash": assets.world.manifest["hash"],
+              "ablate.zoo": str(assets.zoo_dir or "")},
     )
     client.log_text(run_id, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), "config.yaml")
-    client.log_text(run_id, "\n".join(freeze_lines) + "\n", "freeze_policy.txt")
 
-    data = WorldDataModule(
-        cfg.data, tokenizer, world.train_shards, world.eval_shards,
-        image_size=cfg.model.vision.image_size, batch_size=cfg.train.batch_size, seed=cfg.seed,
-    )
-    module = MultimodalModule(model, cfg.train)
-    metrics_cb = MlflowMetrics(client, run_id, cfg.train.log_every)
-    trainer = L.Trainer(
-        max_steps=cfg.train.max_steps,
-        accelerator=cfg.train.accelerator,
-        devices=1,
-        precision=cfg.train.precision,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[metrics_cb],
-        deterministic=False,
-    )
-    started = time.perf_counter()
-    trainer.fit(module, datamodule=data)
-    train_seconds = time.perf_counter() - started
+    eval_size = stage_image_size(cfg, cfg.train.finetune)
+    data = WorldDataModule(assets.world, cfg.data, assets.tokenizer, image_size=eval_size,
+                           batch_size=cfg.train.batch_size, seed=cfg.seed)
+    metrics: dict[str, Any] = {}
+    freeze_report, step_offset, trained = [], 0, set()
+    for name in STAGES:
+        stage: StageConfig = getattr(cfg.train, name)
+        if stage.steps == 0:
+            continue
+        rows = apply_freeze_policy(model, model_cfg, stage)
+        trained |= {n for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
+        lines = format_freeze_table(rows)
+        freeze_report += [f"[{name}]", *lines]
+        for line in lines:
+            log.info("[%s %s] %s", cfg.variant, name, line)
+        log_batch(client, run_id, tags={f"freeze.{name}.{r['component']}": "trainable" if r["trainable"] else "frozen"
+                                        for r in rows},
+                  metrics={f"params/{name}/trainable": sum(r["trainable_params"] for r in rows),
+                           "params/total": sum(r["params"] for r in rows)})
+        module = MultimodalModule(model, stage, cfg.train.weight_decay)
+        callback = MlflowMetrics(client, run_id, cfg.train.log_every, prefix=f"train/{name}", step_offset=step_offset)
+        trainer = L.Trainer(
+            max_steps=stage.steps, accelerator=cfg.train.accelerator, devices=cfg.train.devices,
+            precision=cfg.train.precision, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, callbacks=[callback],
+        )
+        started = time.perf_counter()
+        trainer.fit(module, train_dataloaders=data.stage_dataloader(name, stage_image_size(cfg, stage)))
+        metrics[f"time/{name}_s"] = time.perf_counter() - started
+        metrics[f"train/{name}/final_loss"] = callback.last_loss
+        step_offset += stage.steps
+    client.log_text(run_id, "\n".join(freeze_report) + "\n", "freeze_policy.txt")
+    save_checkpoint(model, cfg, trained, checkpoint_dir(store, resolved.key))
+    log_batch(client, run_id, tags={"ablate.checkpoint": str(checkpoint_dir(store, resolved.key))})
 
-    started = time.perf_counter()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16-mixed"):
-        rows = predict(model, tokenizer, data.eval_batches(cfg.eval.batch_size), cfg.eval)
-    eval_seconds = time.perf_counter() - started
-
-    metrics: dict[str, Any] = score(rows)
-    metrics |= {"time/train_s": train_seconds, "time/eval_s": eval_seconds,
-                "train/final_loss": float(trainer.callback_metrics.get("train/loss", float("nan")))}
-    log_batch(client, run_id, metrics=metrics, step=cfg.train.max_steps)
+    eval_metrics, rows, seconds = run_benchmark(model, assets, data, cfg)
+    metrics |= eval_metrics | {"time/eval_s": seconds}
+    log_batch(client, run_id, metrics=metrics, step=step_offset)
     client.log_text(run_id, "".join(json.dumps(r) + "\n" for r in rows), "predictions.jsonl")
     return metrics
+
+
+def run_benchmark(model, assets, data, cfg: RunConfig, blind: bool = False) -> tuple[dict, list[dict], float]:
+    """Score the model on the configured benchmark splits; returns metrics, per-item rows and seconds."""
+    import torch
+
+    from harness.data import NOISE_TOKENS
+    from harness.evaluation import JUDGES, evaluate
+
+    started = time.perf_counter()
+    judge = JUDGES.get(cfg.eval.judge)()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16-mixed"):
+        metrics, rows = evaluate(model, assets.tokenizer, data, cfg.eval, judge,
+                                 junk_tokens=frozenset(NOISE_TOKENS), blind=blind)
+    return metrics, rows, time.perf_counter() - started
+
+
+def save_checkpoint(model, cfg: RunConfig, trained: set[str], folder: Path) -> None:
+    """Save the parameters some stage trained (the frozen backbones come back from their sources) and the config."""
+    import torch
+
+    state = {k: v for k, v in model.state_dict().items() if k in trained}
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(state, folder / "trainable.pt")
+    (folder / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+
+
+def load_saved(store: Store, target: str) -> tuple[RunConfig, Path, str | None]:
+    """A checkpoint folder, or an MLflow run id whose run saved one -> (config, folder, run id or None)."""
+    from harness.config.validate import build, check_layer, flatten
+
+    folder, run_id = Path(target), None
+    if not (folder / "config.yaml").is_file():
+        if not store.exists():
+            raise AblateError(f"{target}: not a checkpoint folder, and there is no MLflow store at {store.root}")
+        try:
+            run = store.client().get_run(target)
+        except Exception:
+            raise AblateError(
+                f"{target}: neither a checkpoint folder (with config.yaml and trainable.pt) nor a run id in "
+                f"{store.root}"
+            ) from None
+        run_id = target
+        folder = Path(run.data.tags.get("ablate.checkpoint", ""))
+        if not (folder / "config.yaml").is_file():
+            raise AblateError(f"run {target} has no saved checkpoint (it may have failed before training ended)")
+    if not (folder / "trainable.pt").is_file():
+        raise AblateError(f"{folder}: checkpoint folder without trainable.pt")
+    raw = yaml.safe_load((folder / "config.yaml").read_text())
+    labels = {k: raw.pop(k) for k in ("variant", "scale", "seed")}
+    config = build({**check_layer(flatten(raw), str(folder / "config.yaml")), **labels})
+    return config, folder, run_id
+
+
+def evaluate_saved(store: Store, target: str, blind: bool = False, splits: str | None = None) -> tuple[dict, list]:
+    """Rebuild a saved run's model, load its trained weights, score it; log to its MLflow run when there is one."""
+    import torch
+
+    from harness.data import WorldDataModule
+
+    quiet_libraries()
+    config, folder, run_id = load_saved(store, target)
+    if splits:
+        config = dataclasses.replace(config, eval=dataclasses.replace(config.eval, splits=splits))
+    assets, _, model = build_for(config, store)
+    state = torch.load(folder / "trainable.pt", map_location="cpu", weights_only=True)
+    missing = set(state) - set(model.state_dict())
+    if missing:
+        raise AblateError(f"{folder}/trainable.pt does not fit the model its config builds: {sorted(missing)[:3]}")
+    model.load_state_dict(state, strict=False)
+    data = WorldDataModule(assets.world, config.data, assets.tokenizer,
+                           image_size=stage_image_size(config, config.train.finetune),
+                           batch_size=config.train.batch_size, seed=config.seed)
+    metrics, rows, seconds = run_benchmark(model, assets, data, config, blind=blind)
+    if run_id is not None:
+        prefix = "blind/" if blind else "rescored/"
+        client = store.client()
+        log_batch(client, run_id, metrics={prefix + k: v for k, v in metrics.items()})
+        client.log_text(run_id, "".join(json.dumps(r) + "\n" for r in rows), f"{prefix}predictions.jsonl")
+    return metrics, rows

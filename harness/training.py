@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from mlflow.tracking import MlflowClient
 
-from harness.config.schema import TrainConfig
+from harness.config.schema import StageConfig
 from harness.errors import AblateError
 from harness.tracking import log_metric_series
 
@@ -27,16 +27,18 @@ class NonFiniteLoss(AblateError):
 
 
 class MultimodalModule(L.LightningModule):
-    """Next-token cross-entropy on the answer tokens; AdamW over the trainable parameters only."""
+    """One training stage: next-token cross-entropy on the answer tokens; AdamW over the trainable parameters."""
 
-    def __init__(self, model: torch.nn.Module, train_cfg: TrainConfig) -> None:
+    def __init__(self, model: torch.nn.Module, stage: StageConfig, weight_decay: float) -> None:
         super().__init__()
         self.model = model
-        self.cfg = train_cfg
+        self.stage = stage
+        self.weight_decay = weight_decay
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self.model(
             images=batch["images"],
+            frames_mask=batch["frames_mask"],
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
             labels=batch["labels"],
@@ -51,11 +53,11 @@ class MultimodalModule(L.LightningModule):
         if not params:
             raise AblateError("the freeze policy leaves no trainable parameters; nothing to train")
         optimizer = torch.optim.AdamW(
-            params, lr=self.cfg.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=self.cfg.weight_decay
+            params, lr=self.stage.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=self.weight_decay
         )
-        total = self.cfg.max_steps
+        total = self.stage.steps
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_linear_decay(step, total, self.cfg.warmup_frac)
+            optimizer, lambda step: warmup_linear_decay(step, total, self.stage.warmup_frac)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
@@ -63,20 +65,27 @@ class MultimodalModule(L.LightningModule):
 class MlflowMetrics(L.Callback):
     """Collects training metrics every `every` steps and writes them to MLflow in batches (sqlite is slow per call)."""
 
-    def __init__(self, client: MlflowClient, run_id: str, every: int, flush_at: int = 200) -> None:
+    def __init__(
+        self, client: MlflowClient, run_id: str, every: int, prefix: str = "train", step_offset: int = 0,
+        flush_at: int = 200,
+    ) -> None:
         self.client, self.run_id, self.every, self.flush_at = client, run_id, max(1, every), flush_at
+        self.prefix, self.offset = prefix, step_offset  # stages share one step axis: step = offset + stage step
         self.pending: list[tuple[str, float, int]] = []
         self.started = time.perf_counter()
         self.samples = 0
+        self.last_loss = float("nan")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.samples += batch["images"].shape[0]
         step = trainer.global_step
+        self.last_loss = float(outputs["loss"].detach())
         if step % self.every == 0 or step == trainer.max_steps:
             elapsed = time.perf_counter() - self.started
-            self.pending.append(("train/loss", float(outputs["loss"].detach()), step))
-            self.pending.append(("train/lr", trainer.optimizers[0].param_groups[0]["lr"], step))
-            self.pending.append(("train/samples_per_s", self.samples / max(elapsed, 1e-9), step))
+            at = self.offset + step
+            self.pending.append((f"{self.prefix}/loss", self.last_loss, at))
+            self.pending.append((f"{self.prefix}/lr", trainer.optimizers[0].param_groups[0]["lr"], at))
+            self.pending.append((f"{self.prefix}/samples_per_s", self.samples / max(elapsed, 1e-9), at))
         if len(self.pending) >= self.flush_at:
             self.flush()
 

@@ -1,4 +1,4 @@
-"""Write a grid's controlled comparison as a markdown report."""
+"""Write a grid's controlled comparison as a markdown report with plots, from MLflow alone."""
 
 from __future__ import annotations
 
@@ -10,84 +10,122 @@ import pandas as pd
 
 from harness.experiment import Experiment
 from harness.tracking import Store
-from reports.runs import comparison_table, load_grid_runs, metric_columns
+from reports.plots import plot_overall
+from reports.runs import M, categories, load_grid_runs, paired_delta, splits, summarise, variant_order
+
+TITLES = {
+    "openvqa_image": "Open-VQA, image (the paper's Table 3 layout)",
+    "openvqa_image_10x": "Open-VQA, image, 10x split (more statistical power)",
+    "openvqa_video": "Open-VQA, video",
+    "mme": "MME-style yes/no pairs (score = acc + acc+, max 200 per subtask)",
+    "probes": "Instruction-following probes",
+}
 
 
-def _short(metric: str) -> str:
-    """'eval/color/exact_match' -> 'color', 'eval/exact_match' -> 'overall'."""
-    parts = metric.split("/")
-    return "overall" if len(parts) == 2 else parts[1]
+def _mean(stats: pd.DataFrame, variant: str, digits: int = 1) -> str:
+    mean, std = stats.loc[variant, "mean"], stats.loc[variant, "std"]
+    if pd.isna(mean):
+        return "—"
+    return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def _cell(mean: float, std: float) -> str:
-    return f"{mean:.1f}" if math.isnan(std) else f"{mean:.1f} ± {std:.1f}"
+def _delta(runs: pd.DataFrame, metric: str, variant: str, baseline: str) -> str:
+    if variant == baseline:
+        return "—"
+    mean, half = paired_delta(runs, metric, variant, baseline)
+    if math.isnan(mean):
+        return "—"
+    return f"{mean:+.1f}" if math.isnan(half) else f"{mean:+.1f} (± {half:.1f})"
 
 
-def _delta(value: float) -> str:
-    return "—" if value == 0 or math.isnan(value) else f"{value:+.1f}"
+def category_table(runs: pd.DataFrame, split: str, order: list[str], baseline: str, paper: dict[str, str]) -> str:
+    """One row per variant: per category k/N (one seed) or mean % (several), overall %, Δ vs baseline."""
+    cats = categories(runs, split)
+    done = runs[runs["status"] == "FINISHED"]
+    rows = []
+    for variant in order:
+        group = done[done["tags.ablate.variant"] == variant]
+        row = {"variant": variant}
+        for cat in cats:
+            k, n = (group.get(f"{M}eval/{split}/{cat}/{x}") for x in ("k", "n"))
+            if k is None or n is None or group.empty or k.isna().all():
+                row[cat] = "—"
+            elif len(group) == 1:
+                row[cat] = f"{int(k.iloc[0])}/{int(n.iloc[0])}"
+            else:
+                row[cat] = f"{100 * (k / n).mean():.1f}%"
+        row["overall %"] = _mean(summarise(runs, f"eval/{split}/acc", order), variant)
+        row[f"Δ vs {baseline}"] = _delta(runs, f"eval/{split}/acc", variant, baseline)
+        if split.startswith("openvqa") and paper:
+            row["paper"] = paper.get(variant, "")
+        rows.append(row)
+    return pd.DataFrame(rows).to_markdown(index=False)
 
 
-def item_counts(runs: pd.DataFrame, metrics: list[str]) -> dict[str, int]:
-    """Evaluation items behind each metric ('eval/color/exact_match' -> the largest 'eval/color/n')."""
-    counts = {}
-    for m in metrics:
-        column = "metrics." + m.rsplit("/", 1)[0] + "/n"
-        if column in runs:
-            counts[m] = int(runs[column].max())
-    return counts
+def metric_table(runs: pd.DataFrame, metrics: list[str], order: list[str], baseline: str, digits: int = 1) -> str:
+    """One row per variant, one column per metric (mean ± std over seeds), Δ of the first metric."""
+    rows = []
+    for variant in order:
+        row = {"variant": variant}
+        for metric in metrics:
+            row[metric.split("/", 2)[-1]] = _mean(summarise(runs, metric, order), variant, digits)
+        row[f"Δ {metrics[0].split('/', 2)[-1]}"] = _delta(runs, metrics[0], variant, baseline)
+        rows.append(row)
+    return pd.DataFrame(rows).to_markdown(index=False)
 
 
-def results_markdown(table: pd.DataFrame, baseline: str, metrics: list[str], counts: dict[str, int]) -> str:
-    """The comparison table: one row per variant, metric means (± std over seeds) and Δ vs the baseline."""
-    out = pd.DataFrame(index=table.index)
-    out["axis"] = table["axis"]
-    out["seeds"] = table["seeds"]
-    for m in metrics:
-        header = f"{_short(m)} (n={counts[m]})" if m in counts else _short(m)
-        out[header] = [_cell(a, b) for a, b in zip(table[m], table[m + " std"], strict=True)]
-    overall = metrics[0]
-    if "Δ " + overall in table:
-        out[f"Δ overall vs {baseline}"] = [_delta(v) for v in table["Δ " + overall]]
-    return out.reset_index().to_markdown(index=False)
+def _split_metrics(runs: pd.DataFrame, split: str) -> list[str]:
+    prefix = f"{M}eval/{split}/"
+    names = [c[len(M):] for c in runs.columns if c.startswith(prefix) and runs[c].notna().any()]
+    names = [n for n in names if not n.endswith(("/k", "/n"))]
+    totals = [n for n in names if n.count("/") == 2]  # eval/mme/total before eval/mme/<subtask>/score
+    return sorted(totals) + sorted(n for n in names if n.count("/") > 2)
 
 
 def write_report(experiment: Experiment, store: Store) -> Path:
     """Build the report for `experiment` from MLflow alone and write it to `<store>/reports/<name>.md`."""
     runs, parent = load_grid_runs(store, experiment.name)
-    order = list(experiment.all_variants) + sorted(set(runs["tags.ablate.variant"]) - set(experiment.all_variants))
-    table = comparison_table(runs, experiment.baseline, order)
-    metrics = metric_columns(runs[runs["status"] == "FINISHED"])
+    baseline = str(parent.get("tags.ablate.baseline") or experiment.baseline)
+    preferred = str(parent.get("tags.ablate.variants") or "").split(",")
+    order = variant_order(runs, preferred)
     status = runs.groupby("status").size().to_dict()
-    sha = parent.get("tags.git.sha", "unknown")
+    first = runs.drop_duplicates("tags.ablate.variant").set_index("tags.ablate.variant")
+    paper = {v: str(first.loc[v].get("tags.ablate.paper") or "") for v in order}
+    paper = {v: p.split(":", 1)[-1].strip() for v, p in paper.items() if p}
+    seeds = parent.get("tags.ablate.seeds", "")
 
     lines = [
-        f"# {experiment.name}: controlled comparison against `{experiment.baseline}`",
+        f"# {experiment.name}: controlled comparison against `{baseline}`",
         "",
         experiment.description.strip(),
         "",
-        f"- scale: `{parent.get('tags.ablate.scale', experiment.scale)}`; "
-        f"seeds: {parent.get('tags.ablate.seeds', '')}; runs: "
+        f"- scale `{parent.get('tags.ablate.scale', experiment.scale)}`; seeds {seeds}; runs: "
         + ", ".join(f"{n} {s.lower()}" for s, n in sorted(status.items())),
-        f"- MLflow store: `{store.tracking_uri}` (grid run `{parent['run_id']}`); code: `{sha}`",
+        f"- MLflow store `{store.tracking_uri}`, grid run `{parent['run_id']}`; code `{parent.get('tags.git.sha')}`",
         f"- generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `ablate report {experiment.path}`",
         "",
-        "## Results",
-        "",
-        "Exact-match accuracy (%) on the held-out split by task (n = items), mean over seeds (± sample std where there"
-        " are several).",
-        f"Δ is the difference in overall accuracy from `{experiment.baseline}` in percentage points.",
-        "",
-        results_markdown(table, experiment.baseline, metrics, item_counts(runs, metrics)),
-        "",
-        "## What each variant changes",
-        "",
+        "Every variant differs from the baseline only in the keys listed at the end; budget, data order per seed "
+        "and evaluation are identical. Cells are k/N for one seed, mean over seeds otherwise (± sample std). "
+        f"Δ is the paired difference from `{baseline}` in points, with a 95% t-interval when there are several "
+        "seeds. An answer counts when the judge decides it implies the reference.",
     ]
-    for variant, group in runs.groupby("tags.ablate.variant"):
-        first = group.iloc[0]
-        delta = first.get("tags.ablate.delta", "{}")
-        paper = first.get("tags.ablate.paper") or ""
-        paper_note = f" — paper: {paper}" if paper else ""
-        lines.append(f"- `{variant}` ({first.get('tags.ablate.axis', '')}): `{delta}`{paper_note}")
+    plot = plot_overall(runs, order, baseline, store.reports / f"{experiment.name}.png")
+    if plot is not None:
+        lines += ["", f"![overall accuracy per variant]({plot.name})"]
+    for split in splits(runs):
+        lines += ["", f"## {TITLES.get(split, split)}", ""]
+        if categories(runs, split):
+            lines.append(category_table(runs, split, order, baseline, paper))
+        else:
+            metrics = _split_metrics(runs, split)
+            if metrics:
+                lines.append(metric_table(runs, metrics, order, baseline, digits=2 if split == "probes" else 1))
+    lines += ["", "## Cost", "", _cost_table(runs, order)]
+    lines += ["", "## What each variant changes", ""]
+    for variant in order:
+        row = first.loc[variant]
+        note = f" — paper: {row.get('tags.ablate.paper')}" if row.get("tags.ablate.paper") else ""
+        lines.append(f"- `{variant}` ({row.get('tags.ablate.axis', '')}): `{row.get('tags.ablate.delta', '{}')}`{note}")
     failed = runs[runs["status"] == "FAILED"]
     if not failed.empty:
         lines += ["", "## Failed runs", ""]
@@ -98,3 +136,20 @@ def write_report(experiment: Experiment, store: Store) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines).replace("\n\n\n", "\n\n") + "\n")
     return path
+
+
+def _cost_table(runs: pd.DataFrame, order: list[str]) -> str:
+    """Trainable parameters and wall-clock seconds per variant (mean over seeds)."""
+    rows = []
+    for variant in order:
+        row = {"variant": variant}
+        for label, metric, scale in (("trainable params (M)", "params/finetune/trainable", 1e6),
+                                     ("total params (M)", "params/total", 1e6)):
+            mean = summarise(runs, metric, order).loc[variant, "mean"]
+            row[label] = "—" if pd.isna(mean) else f"{mean / scale:.2f}"
+        seconds = [summarise(runs, f"time/{s}_s", order).loc[variant, "mean"] for s in ("pretrain", "high_res",
+                                                                                         "finetune", "eval")]
+        row["train s"] = f"{sum(s for s in seconds[:3] if not pd.isna(s)):.0f}"
+        row["eval s"] = "—" if pd.isna(seconds[3]) else f"{seconds[3]:.0f}"
+        rows.append(row)
+    return pd.DataFrame(rows).to_markdown(index=False)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import mlflow
 import pandas as pd
 
 from harness.errors import AblateError
 from harness.tracking import Store
 
-METRIC_PREFIX = "metrics."
+M = "metrics."
+# The paper's Table 3 column order; categories not listed here follow alphabetically.
+CATEGORY_ORDER = ["OCR", "Count", "Reason", "Place", "Color", "Spatial", "Action", "Others"]
 
 
 def load_grid_runs(store: Store, grid: str) -> tuple[pd.DataFrame, pd.Series]:
-    """All child runs of grid `grid` (one row each) and the grid's parent run, via `mlflow.search_runs`."""
+    """The child runs of grid `grid` as last run (one row each) and the grid's parent run, via `search_runs`."""
     if not store.exists():
         raise AblateError(f"no MLflow store at {store.root}; run `ablate grid run` first or pass --out")
     mlflow.set_tracking_uri(store.tracking_uri)
@@ -34,31 +38,57 @@ def load_grid_runs(store: Store, grid: str) -> tuple[pd.DataFrame, pd.Series]:
     return children[children["tags.ablate.run_key"].isin(current)], parent
 
 
-def metric_columns(runs: pd.DataFrame) -> list[str]:
-    """Evaluation metrics present in the runs, overall first then per task (without the 'metrics.' prefix)."""
-    names = [c[len(METRIC_PREFIX):] for c in runs.columns if c.startswith(METRIC_PREFIX + "eval/")]
-    names = [n for n in names if not n.endswith("/n")]
-    return sorted(names, key=lambda n: (n.count("/"), n))
+def splits(runs: pd.DataFrame) -> list[str]:
+    """Benchmark splits with metrics in these runs, e.g. ['openvqa_image', 'openvqa_video', 'mme', 'probes']."""
+    found = {c[len(M):].split("/")[1] for c in _present(runs) if c.startswith(M + "eval/") and c.count("/") >= 2}
+    order = ["openvqa_image", "openvqa_image_10x", "openvqa_video", "mme", "probes"]
+    return sorted(found, key=lambda s: (order.index(s) if s in order else len(order), s))
 
 
-def comparison_table(runs: pd.DataFrame, baseline: str, order: list[str]) -> pd.DataFrame:
-    """One row per variant: mean (and std over seeds) of each metric, and its difference to the baseline."""
+def categories(runs: pd.DataFrame, split: str) -> list[str]:
+    """Categories of a split that report k and n (Open-VQA style), in the paper's order."""
+    prefix = f"{M}eval/{split}/"
+    present = set(_present(runs))
+    cats = {c[len(prefix):].split("/")[0] for c in present if c.startswith(prefix) and c.endswith("/k")}
+    cats = {c for c in cats if f"{prefix}{c}/n" in present}  # k and n: an Open-VQA-style category
+    return sorted(cats, key=lambda c: (CATEGORY_ORDER.index(c) if c in CATEGORY_ORDER else 99, c))
+
+
+def _present(runs: pd.DataFrame) -> list[str]:
+    """Columns with at least one value: search_runs returns the union of all runs' metric names."""
+    return [c for c in runs.columns if runs[c].notna().any()]
+
+
+def variant_order(runs: pd.DataFrame, preferred: list[str]) -> list[str]:
+    present = list(dict.fromkeys(runs["tags.ablate.variant"]))
+    return [v for v in preferred if v in present] + sorted(set(present) - set(preferred))
+
+
+def summarise(runs: pd.DataFrame, metric: str, order: list[str]) -> pd.DataFrame:
+    """Per variant: mean, sample std and count over seeds of one metric (finished runs only)."""
+    column = M + metric
     done = runs[runs["status"] == "FINISHED"]
-    metrics = metric_columns(done)
-    if done.empty or not metrics:
-        raise AblateError("no finished runs with evaluation metrics in this grid yet")
-    grouped = done.groupby("tags.ablate.variant")
-    rows = []
-    for variant in [v for v in order if v in grouped.groups]:
-        group = grouped.get_group(variant)
-        row = {"variant": variant, "axis": group["tags.ablate.axis"].iloc[0], "seeds": len(group)}
-        for m in metrics:
-            values = group[METRIC_PREFIX + m].astype(float)
-            row[m] = values.mean()
-            row[m + " std"] = values.std(ddof=1) if len(values) > 1 else float("nan")
-        rows.append(row)
-    table = pd.DataFrame(rows).set_index("variant")
-    if baseline in table.index:
-        for m in metrics:
-            table["Δ " + m] = table[m] - table.loc[baseline, m]
-    return table
+    if column not in done:
+        return pd.DataFrame(index=order, columns=["mean", "std", "n"], dtype=float)
+    stats = done.groupby("tags.ablate.variant")[column].agg(["mean", "std", "count"]).rename(columns={"count": "n"})
+    return stats.reindex(order)
+
+
+def paired_delta(runs: pd.DataFrame, metric: str, variant: str, baseline: str) -> tuple[float, float]:
+    """Mean difference to the baseline over seeds both ran, and a 95% t-interval half-width (nan for 1 seed)."""
+    column = M + metric
+    done = runs[runs["status"] == "FINISHED"]
+    if column not in done:
+        return math.nan, math.nan
+    by_seed = done.pivot_table(index="tags.ablate.seed", columns="tags.ablate.variant", values=column)
+    if variant not in by_seed or baseline not in by_seed:
+        return math.nan, math.nan
+    diff = (by_seed[variant] - by_seed[baseline]).dropna()
+    if diff.empty:
+        return math.nan, math.nan
+    if len(diff) < 2:
+        return float(diff.mean()), math.nan
+    from scipy import stats  # scipy ships with the scientific stack mlflow pulls in
+
+    half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / math.sqrt(len(diff))
+    return float(diff.mean()), float(half)

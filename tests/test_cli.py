@@ -28,15 +28,19 @@ def test_variants_list_shows_name_axis_description(capsys):
 
 
 def test_variants_show_prints_resolved_config_with_hash(capsys):
-    code, out, _ = run_cli(capsys, "variants", "show", "lynx", "--seed", "3", "train.max_steps=9")
+    code, out, _ = run_cli(capsys, "variants", "show", "lynx", "--seed", "3", "train.finetune.steps=9")
     assert code == 0
-    assert "config hash" in out and "max_steps: 9" in out and "seed: 3" in out
+    assert "config hash" in out and "steps: 9" in out and "seed: 3" in out
+    assert "total" in out and "trainable in finetuning" in out
 
 
 def test_variants_diff_prints_exactly_the_delta(capsys):
     code, out, _ = run_cli(capsys, "variants", "diff", "w_llama")
     assert code == 0
-    assert out.splitlines()[1:] == ["  model.llm.role  'instruct' -> 'base'"]
+    assert out.splitlines()[1:] == [
+        "  model.llm.role    'instruct' -> 'base'",
+        "  model.llm.source  'zoo:llm-instruct' -> 'zoo:llm-base'",
+    ]
 
 
 def _experiment(tmp_path, text):
@@ -48,10 +52,10 @@ def _experiment(tmp_path, text):
 BAD_INPUTS = {
     "malformed yaml": ("name: x\nbaseline: lynx\nvariants: [a, b\n", r"exp\.yaml: line \d+, column \d+: malformed YAML"),
     "unknown variant": ("name: x\nbaseline: lynx\nvariants: [w_lama]\n", r"unknown variant 'w_lama' \(did you mean 'w_llama'\?\)"),
-    "misspelt key": ("name: x\nbaseline: lynx\noverrides: {train.lr_rate: 1}\n",
-                     r"exp\.yaml: unknown config key 'train\.lr_rate' \(did you mean 'train\.lr'\?\)"),
-    "wrong type": ("name: x\nbaseline: lynx\noverrides: {train.max_steps: lots}\n",
-                   r"exp\.yaml: train\.max_steps must be an integer, got 'lots' \(str\)"),
+    "misspelt key": ("name: x\nbaseline: lynx\noverrides: {train.batch_sise: 1}\n",
+                     r"exp\.yaml: unknown config key 'train\.batch_sise' \(did you mean 'train\.batch_size'\?\)"),
+    "wrong type": ("name: x\nbaseline: lynx\noverrides: {train.batch_size: lots}\n",
+                   r"exp\.yaml: train\.batch_size must be an integer, got 'lots' \(str\)"),
     "unknown experiment key": ("name: x\nbaseline: lynx\nseed: [1]\n", r"unknown experiment key 'seed' \(did you mean 'seeds'\?\)"),
 }
 
@@ -75,8 +79,8 @@ def test_missing_experiment_file(tmp_path, capsys):
 
 def test_bad_cli_override(capsys, tmp_path):
     code, _, err = run_cli(capsys, "--out", str(tmp_path / "o"), "grid", "run", str(REPO / "experiments/smoke.yaml"),
-                           "model.fusion=prefx")
-    assert code == 2 and "model.fusion must be one of 'prefix', got 'prefx'" in err
+                           "data.prompts=divers")
+    assert code == 2 and "data.prompts must be one of 'diverse', 'fixed', got 'divers'" in err
 
 
 def test_report_without_store_is_a_clear_error(capsys, tmp_path):

@@ -9,8 +9,8 @@ from harness.errors import ConfigError
 
 
 def test_unknown_key_names_source_key_and_suggestion():
-    with pytest.raises(ConfigError, match=r"exp\.yaml: unknown config key 'train\.max_step' \(did you mean 'train\.max_steps'\?\)"):
-        check_layer({"train.max_step": 3}, "exp.yaml")
+    with pytest.raises(ConfigError, match=r"exp\.yaml: unknown config key 'train\.finetune\.step' \(did you mean 'train\.finetune\.steps'\?\)"):
+        check_layer({"train.finetune.step": 3}, "exp.yaml")
 
 
 def test_wrong_type_names_key_and_expected_type():
@@ -19,43 +19,43 @@ def test_wrong_type_names_key_and_expected_type():
 
 
 def test_bool_is_not_an_integer():
-    with pytest.raises(ConfigError, match="train.max_steps must be an integer"):
-        check_layer({"train.max_steps": True}, "exp.yaml")
+    with pytest.raises(ConfigError, match="train.finetune.steps must be an integer"):
+        check_layer({"train.finetune.steps": True}, "exp.yaml")
 
 
 def test_choice_error_lists_choices_and_suggests():
-    with pytest.raises(ConfigError, match=r"model\.fusion must be one of 'prefix', got 'prefx' \(did you mean 'prefix'\?\)"):
-        check_layer({"model.fusion": "prefx"}, "cli")
+    with pytest.raises(ConfigError, match=r"data\.prompts must be one of 'diverse', 'fixed', got 'divers' \(did you mean 'diverse'\?\)"):
+        check_layer({"data.prompts": "divers"}, "cli")
 
 
 def test_scientific_notation_string_is_a_float():
-    assert check_layer({"train.lr": "1e-4"}, "cli") == {"train.lr": 1e-4}
+    assert check_layer({"train.finetune.lr": "1e-4"}, "cli") == {"train.finetune.lr": 1e-4}
 
 
 def test_optional_field_accepts_null():
-    assert check_layer({"model.llm.path": None}, "cli") == {"model.llm.path": None}
+    assert check_layer({"data.shards": None}, "cli") == {"data.shards": None}
 
 
 def test_nested_mappings_and_dotted_keys_are_the_same_override():
-    a = resolve("lynx", experiment={"train": {"max_steps": 7}})
-    b = resolve("lynx", experiment={"train.max_steps": 7})
-    assert a.config == b.config and a.config.train.max_steps == 7
+    a = resolve("lynx", experiment={"train": {"finetune": {"steps": 7}}})
+    b = resolve("lynx", experiment={"train.finetune.steps": 7})
+    assert a.config == b.config and a.config.train.finetune.steps == 7
 
 
 def test_layers_merge_in_fixed_order():
     # scale preset < variant delta < experiment < command line
     assert resolve("lynx").config.model.vision.image_size == 32  # from the tiny preset
     assert resolve("wo_adapter").config.model.adapter.kind == "none"  # the delta beats the baseline
-    exp = {"model.adapter.kind": "bottleneck", "train.lr": 0.5}
-    run = resolve("wo_adapter", experiment=exp, cli={"train.lr": 0.25})
+    exp = {"model.adapter.kind": "bottleneck", "train.finetune.lr": 0.5}
+    run = resolve("wo_adapter", experiment=exp, cli={"train.finetune.lr": 0.25})
     assert run.config.model.adapter.kind == "bottleneck"  # experiment beats the delta
-    assert run.config.train.lr == 0.25  # command line beats the experiment
+    assert run.config.train.finetune.lr == 0.25  # command line beats the experiment
 
 
 def test_hash_is_stable_and_tracks_settings_and_seed_not_labels():
     assert resolve("lynx").hash == resolve("lynx").hash
     assert resolve("lynx", seed=1).hash != resolve("lynx", seed=0).hash
-    assert resolve("lynx", cli={"train.lr": 0.1}).hash != resolve("lynx").hash
+    assert resolve("lynx", cli={"train.finetune.lr": 0.1}).hash != resolve("lynx").hash
     cfg = resolve("lynx").config
     cfg.variant = "renamed"
     assert config_hash(cfg) == resolve("lynx").hash
@@ -89,7 +89,43 @@ def test_missing_file_is_named(tmp_path):
 
 
 def test_cli_overrides_parse_yaml_scalars_and_reject_garbage():
-    assert parse_overrides(["train.max_steps=5", "model.llm.path=null", "train.lr=1e-4"]) == {
-        "train.max_steps": 5, "model.llm.path": None, "train.lr": "1e-4"}
+    assert parse_overrides(["train.finetune.steps=5", "data.shards=null", "train.finetune.lr=1e-4"]) == {
+        "train.finetune.steps": 5, "data.shards": None, "train.finetune.lr": "1e-4"}
     with pytest.raises(ConfigError, match="must look like key=value"):
-        parse_overrides(["train.max_steps"])
+        parse_overrides(["train.finetune.steps"])
+
+
+def test_roles_map_to_concrete_backbones_of_the_scale():
+    assert resolve("lynx").config.model.llm.source == "zoo:llm-instruct"
+    assert resolve("w_llama").config.model.llm.source == "zoo:llm-base"
+    small = resolve("small_vision").config.model.vision
+    assert (small.weights, small.width) == ("zoo:vit-small", 48)
+
+
+def test_explicit_setting_beats_a_role_derived_one():
+    assert resolve("lynx", cli={"model.llm.source": "random"}).config.model.llm.source == "random"
+
+
+def test_every_variant_differs_from_its_baseline_only_at_its_delta_at_every_scale():
+    from harness.config.resolve import changed_keys, load_scale, verify_delta
+    from harness.variant import catalogue
+
+    for scale in ("tiny", "small", "base", "paper"):
+        for variant in catalogue().values():
+            if variant.baseline is None:
+                continue
+            run, base = resolve(variant.name, scale), resolve(variant.baseline, scale)
+            verify_delta(run, base)
+            changed = changed_keys(run, base)
+            assert changed, f"{variant.name} is identical to {variant.baseline} at {scale}"
+            preset = load_scale(scale)
+            allowed = set().union(*({k} | preset.derived_keys(k) for k in variant.flat_delta()))
+            assert set(changed) <= allowed
+
+
+def test_a_stray_difference_is_refused():
+    from harness.config.resolve import verify_delta
+
+    run = resolve("wo_adapter", cli={"train.batch_size": 3})
+    with pytest.raises(ConfigError, match=r"differs from its baseline 'lynx' outside its delta at train\.batch_size"):
+        verify_delta(run, resolve("lynx"))

@@ -1,36 +1,41 @@
-"""The data side: the generated world's shards and cache, the tokenizer, chat encoding and the datamodule."""
+"""From shards to batches: chat encoding, mixtures, the datamodule's batch layouts, outside and corrupt shards."""
 
 from __future__ import annotations
 
 import io
 import json
 import tarfile
-import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
-from harness.config.schema import DataConfig
+from harness.config.schema import DataConfig, WorldConfig
 from harness.data import (
+    BASE,
+    HAND_WEIGHTS,
     IGNORE_INDEX,
     WorldDataModule,
     build_tokenizer,
     build_world,
+    encode_dialogue,
     encode_example,
+    frame_indices,
     image_to_tensor,
+    iter_samples,
+    mixture,
+    prompt_text,
 )
-from harness.data.tokenizer import corpus
-from harness.data.world import COLOURS
 from harness.errors import AblateError
 
-SMALL = DataConfig(num_train=60, num_eval=12, samples_per_shard=25, render_size=24)
+SMALL = WorldConfig(num_images=48, num_noisy=24, num_videos=16, num_text=32, samples_per_shard=16)
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    return build_world(SMALL, tmp_path_factory.mktemp("cache"))
+    return build_world(SMALL, tmp_path_factory.getbasetemp() / "world-cache")  # shared with test_world.py
 
 
 @pytest.fixture(scope="module")
@@ -38,163 +43,232 @@ def tokenizer(world):
     return build_tokenizer(world)
 
 
-def make_dm(tokenizer, world, cfg=SMALL, seed=0, batch_size=8, train=None, eval_=None):
-    train = world.train_shards if train is None else train
-    eval_ = world.eval_shards if eval_ is None else eval_
-    return WorldDataModule(cfg, tokenizer, train, eval_, image_size=32, batch_size=batch_size, seed=seed)
+def make_dm(world, tokenizer, seed=0, batch_size=8, image_size=32, **data):
+    return WorldDataModule(world, DataConfig(**data), tokenizer, image_size, batch_size, seed)
 
 
-def test_world_is_deterministic(tmp_path):
-    a = build_world(SMALL, tmp_path / "a")
-    b = build_world(SMALL, tmp_path / "b")
-    assert a.manifest == b.manifest and len(a.manifest["hash"]) == 12
-    assert Path(a.train_shards[0]).read_bytes() == Path(b.train_shards[0]).read_bytes()
-
-
-def test_second_build_reuses_the_cache(tmp_path):
-    first = build_world(SMALL, tmp_path)
-    stamps = {p: p.stat().st_mtime_ns for p in first.path.iterdir()}
-    second = build_world(SMALL, tmp_path)
-    assert second.path == first.path
-    assert {p: p.stat().st_mtime_ns for p in second.path.iterdir()} == stamps
-
-
-def test_folder_without_manifest_is_rebuilt(tmp_path):
-    world = build_world(SMALL, tmp_path)
-    good = Path(world.train_shards[0]).read_bytes()
-    (world.path / "manifest.json").unlink()
-    Path(world.train_shards[0]).write_bytes(b"half-written")
-    rebuilt = build_world(SMALL, tmp_path)
-    assert (rebuilt.path / "manifest.json").is_file()
-    assert Path(rebuilt.train_shards[0]).read_bytes() == good
-
-
-def test_world_builds_2000_samples_quickly(tmp_path):
-    start = time.perf_counter()
-    world = build_world(DataConfig(num_train=2000, num_eval=96), tmp_path)
-    assert time.perf_counter() - start < 10
-    assert world.manifest["counts"] == {"train": 2000, "eval": 96}
-
-
-def test_shards_are_plain_tars_of_png_txt_json(world):
-    assert [Path(s).name for s in world.train_shards] == [f"train-00000{i}.tar" for i in range(3)]
-    with tarfile.open(world.train_shards[0]) as tar:
-        names = tar.getnames()
-        meta = json.loads(tar.extractfile("train-000000.json").read())
-        image = Image.open(io.BytesIO(tar.extractfile("train-000000.png").read()))
-        caption = tar.extractfile("train-000000.txt").read().decode()
-    assert len(names) == 3 * SMALL.samples_per_shard
-    assert {n.rsplit(".", 1)[1] for n in names} == {"png", "txt", "json"}
-    assert set(meta) == {"task", "question_fields", "answer", "caption", "colour", "shape"}
-    assert caption == meta["caption"] and image.size == (SMALL.render_size, SMALL.render_size)
-    assert world.manifest["tasks"]["train"] == {"color": 20, "shape": 20, "caption": 20}
-
-
-def test_shard_written_with_plain_tarfile_loads(tmp_path, tokenizer, world):
-    shard = tmp_path / "outside-000000.tar"
-    with tarfile.open(shard, "w") as tar:
-        for i, (colour, rgb) in enumerate([("red", (220, 30, 30)), ("blue", (30, 30, 220))]):
-            png = io.BytesIO()
-            Image.new("RGB", (40, 40), rgb).save(png, format="PNG")
-            meta = {"task": "color", "question_fields": {"shape": "square"}, "answer": colour}
-            members = {
-                "png": png.getvalue(),
-                "txt": f"a {colour} square".encode(),
-                "json": json.dumps(meta).encode(),
-            }
+def outside_shard(path: Path, n: int = 3, with_json: bool = True) -> Path:
+    """A LAION/CC3M-style shard (jpg + txt, optional json) written with plain tarfile, as an outside tool would."""
+    with tarfile.open(path, "w") as tar:
+        for i in range(n):
+            jpg = io.BytesIO()
+            Image.new("RGB", (48, 40), (30 * i, 120, 200)).save(jpg, format="JPEG")
+            members = {"jpg": jpg.getvalue(), "txt": f"a blue square number {i}".encode()}
+            if with_json:
+                members["json"] = json.dumps({"url": f"http://example.com/{i}.jpg", "width": 48}).encode()
             for ext, data in members.items():
-                info = tarfile.TarInfo(f"sample{i}.{ext}")
+                info = tarfile.TarInfo(f"{i:09d}.{ext}")
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
-    dm = make_dm(tokenizer, world, train=[str(shard)], eval_=[str(shard)], batch_size=2)
-    batch = next(dm.eval_batches(4))
-    assert batch["keys"] == ["sample0", "sample1"] and batch["answers"] == ["red", "blue"]
-    assert next(iter(dm.train_dataloader()))["images"].shape == (2, 3, 32, 32)
+    return path
+
+
+# ---- chat encoding ---------------------------------------------------------------------------------------------
 
 
 def test_labels_mask_the_prompt_and_keep_answer_and_eos(tokenizer):
-    ex = encode_example(tokenizer, "What color is the shape?", "red", max_len=48)
+    ex = encode_example(tokenizer, "What colour is the star?", "red", max_len=48)
     answer = tokenizer.encode(" red", add_special_tokens=False)
     n_prompt = len(ex["input_ids"]) - len(answer) - 1
     assert ex["input_ids"][0] == tokenizer.bos_token_id
     assert ex["labels"][:n_prompt] == [IGNORE_INDEX] * n_prompt
     assert ex["labels"][n_prompt:] == [*answer, tokenizer.eos_token_id] == ex["input_ids"][n_prompt:]
-    assert len(encode_example(tokenizer, "What color is the shape?", "red", max_len=5)["labels"]) == 5
+    assert len(encode_example(tokenizer, "What colour is the star?", "red", max_len=5)["labels"]) == 5
 
 
-def test_train_batches_are_right_padded(tokenizer, world):
-    batch = next(iter(make_dm(tokenizer, world).train_dataloader()))
-    assert batch["images"].shape == (8, 3, 32, 32) and batch["images"].dtype == torch.float32
-    assert batch["input_ids"].dtype == batch["labels"].dtype == batch["attention_mask"].dtype == torch.long
+def test_dialogue_labels_every_assistant_turn(tokenizer):
+    ex = encode_dialogue(tokenizer, [("What colour is the star?", "red"), ("Where is this?", "beach")], 64)
+    supervised = torch.tensor(ex["labels"])
+    answers = tokenizer.decode(supervised[supervised != IGNORE_INDEX])
+    assert answers == "red </s> beach </s>"
+    assert ex["labels"].count(tokenizer.eos_token_id) == 2
+    prompt = tokenizer.decode(torch.tensor(ex["input_ids"])[supervised == IGNORE_INDEX], skip_special_tokens=True)
+    assert "where is this?" in prompt and "red" not in prompt
+
+
+# ---- mixtures --------------------------------------------------------------------------------------------------
+
+
+def test_hand_weights_are_the_documented_constants(world):
+    weights = mixture("finetune", DataConfig(), world)
+    total = sum(HAND_WEIGHTS["finetune"].values())
+    assert weights == pytest.approx({n: w / total for n, w in HAND_WEIGHTS["finetune"].items()})
+    assert 0.25 < weights["text_instructions"] < 0.35  # about 30% text-only, as in Lynx
+    assert mixture("high_res", DataConfig(), world) == mixture("pretrain", DataConfig(), world)
+    assert set(mixture("pretrain", DataConfig(), world)) == {"captions", "vqa", "place", "text", "video_caption"}
+
+
+def test_natural_sampling_is_proportional_to_size(world):
+    weights = mixture("finetune", DataConfig(sampling="natural"), world)
+    sizes = {n: world.size(n) for n in weights}
+    assert weights == pytest.approx({n: s / sum(sizes.values()) for n, s in sizes.items()})
+
+
+def test_balanced_sampling_is_equal(world):
+    weights = mixture("finetune", DataConfig(sampling="balanced"), world)
+    assert weights == pytest.approx(dict.fromkeys(weights, 1 / len(weights)))
+
+
+def test_data_flags_change_the_mixture(world, tmp_path):
+    base = DataConfig()
+    noisy = mixture("pretrain", replace(base, noisy_pretraining=True), world)
+    assert noisy["noisy"] > 0.5  # the noisy corpus dominates, as in the paper
+    assert "text_instructions" not in mixture("finetune", replace(base, text_instructions=False), world)
+    no_video = mixture("finetune", replace(base, video=False), world)
+    assert not {"video_qa", "video_caption"} & set(no_video)
+    assert "video_caption" not in mixture("pretrain", replace(base, video=False), world)
+    heavy, plain = mixture("finetune", replace(base, vqa_weight=3.0), world), mixture("finetune", base, world)
+    assert heavy["vqa"] / heavy["caption"] == pytest.approx(3 * plain["vqa"] / plain["caption"])
+    shard = outside_shard(tmp_path / "laion-000000.tar", n=3)
+    with_shards = replace(base, shards=str(tmp_path / "laion-*.tar"), sampling="natural")
+    assert mixture("pretrain", with_shards, world)["shards"] == pytest.approx(
+        3 / (3 + sum(world.size(n) for n in ("captions", "vqa", "place", "text", "video_caption"))))
+    assert shard.is_file() and "shards" not in mixture("finetune", with_shards, world)
+
+
+def test_unknown_stage_is_an_ablate_error(world):
+    with pytest.raises(AblateError, match="unknown training stage 'warmup'"):
+        mixture("warmup", DataConfig(), world)
+
+
+# ---- training batches ------------------------------------------------------------------------------------------
+
+
+def test_a_mixed_image_video_text_batch_has_the_contract_layout(world, tokenizer):
+    batch = next(iter(make_dm(world, tokenizer, batch_size=24).stage_dataloader("finetune")))
+    B, F = batch["images"].shape[:2]
+    assert batch["images"].shape == (24, SMALL.num_frames, 3, 32, 32) and batch["images"].dtype == torch.float32
+    assert batch["frames_mask"].shape == (B, F) and batch["frames_mask"].dtype == torch.bool
+    assert set(batch["frames_mask"].sum(1).tolist()) == {0, 1, SMALL.num_frames}  # text, image, video rows
+    text_rows = ~batch["frames_mask"].any(1)
+    assert (batch["images"][text_rows] == 0).all() and (batch["images"][~batch["frames_mask"]] == 0).all()
+    assert batch["images"].min() >= -1 and batch["images"].max() <= 1
+    for k in ("input_ids", "attention_mask", "labels"):
+        assert batch[k].dtype == torch.long and batch[k].shape == batch["input_ids"].shape
     pads = batch["attention_mask"] == 0
-    assert pads.any() and not pads[:, 0].any()
-    assert (batch["input_ids"][pads] == tokenizer.pad_token_id).all()
-    assert (batch["labels"][pads] == IGNORE_INDEX).all()
+    assert pads.any() and not pads[:, 0].any()  # right-padded
+    assert (batch["input_ids"][pads] == tokenizer.pad_token_id).all() and (batch["labels"][pads] == IGNORE_INDEX).all()
+    assert (batch["labels"] != IGNORE_INDEX).any(1).all()  # every row supervises something
 
 
-def test_eval_batches_are_left_padded_prompts_in_order(tokenizer, world):
-    batches = list(make_dm(tokenizer, world).eval_batches(5))
-    assert [len(b["keys"]) for b in batches] == [5, 5, 2]
-    assert [k for b in batches for k in b["keys"]] == [f"eval-{i:06d}" for i in range(12)]
-    first = batches[0]
-    assert (first["attention_mask"][:, -1] == 1).all() and (first["attention_mask"][:, 0] == 0).any()
-    assert set(first) == {"images", "input_ids", "attention_mask", "keys", "tasks", "questions", "answers"}
-    prompt = tokenizer.decode(first["input_ids"][0], skip_special_tokens=True)
-    assert prompt == f"user : {first['questions'][0].lower()[:-1]} {first['questions'][0][-1]} assistant :"
+def test_stage_image_size_and_video_frames(world, tokenizer):
+    dm = make_dm(world, tokenizer, batch_size=16, video_frames=1)
+    batch = next(iter(dm.stage_dataloader("finetune", image_size=64)))
+    assert batch["images"].shape[1:] == (1, 3, 64, 64)
+    assert frame_indices(5, 1) == [2] and frame_indices(5, 5) == [0, 1, 2, 3, 4] and frame_indices(5, 3) == [0, 2, 4]
+    assert next(iter(dm.stage_dataloader("pretrain")))["images"].shape[-1] == 32
 
 
-def _colour_questions(tokenizer, world, prompts: str) -> set[str]:
-    """The distinct prompts of colour-task training examples (the answer is one colour word)."""
-    cfg = DataConfig(**{**vars(SMALL), "prompts": prompts})
-    loader = iter(make_dm(tokenizer, world, cfg=cfg).train_dataloader())
+def test_same_seed_gives_identical_batches_and_another_seed_others(world, tokenizer):
+    def first(seed, **data):
+        loader = iter(make_dm(world, tokenizer, seed=seed, **data).stage_dataloader("pretrain"))
+        return [next(loader) for _ in range(2)]
+
+    a, b, other = first(3), first(3), first(4)
+    assert all(torch.equal(x[k], y[k]) for x, y in zip(a, b, strict=True) for k in x)
+    assert not torch.equal(a[0]["input_ids"], other[0]["input_ids"])
+    # a variant that changes no data setting (e.g. a model knob) sees exactly the same batches
+    assert all(torch.equal(x[k], y[k]) for x, y in zip(a, first(3, max_text_len=96), strict=True) for k in x)
+
+
+def _prompts(world, tokenizer, prompts: str) -> set[str]:
+    """The decoded prompts of captioning examples in finetuning batches."""
+    loader = iter(make_dm(world, tokenizer, batch_size=32, prompts=prompts, text_instructions=False, video=False,
+                          vqa_weight=0.0).stage_dataloader("finetune"))
     found = set()
-    for _ in range(8):
+    for _ in range(3):
         batch = next(loader)
         for ids, labels in zip(batch["input_ids"], batch["labels"], strict=True):
-            answer = tokenizer.decode(labels[labels != IGNORE_INDEX], skip_special_tokens=True)
-            if answer in COLOURS:
+            if (labels != IGNORE_INDEX).sum() > 6 and (labels == tokenizer.eos_token_id).sum() == 1:
                 found.add(tokenizer.decode(ids[labels == IGNORE_INDEX], skip_special_tokens=True))
     return found
 
 
-def test_fixed_prompts_use_one_phrasing_diverse_many(tokenizer, world):
-    assert len(_colour_questions(tokenizer, world, "fixed")) == 1
-    assert len(_colour_questions(tokenizer, world, "diverse")) > 1
+def test_fixed_prompts_use_only_base_prompts_and_diverse_many(world, tokenizer):
+    base = {tokenizer.decode(tokenizer.encode(prompt_text(p)), skip_special_tokens=True)
+            for task in ("caption_short", "caption_detailed") for p in BASE[task]}
+    fixed, diverse = _prompts(world, tokenizer, "fixed"), _prompts(world, tokenizer, "diverse")
+    assert fixed and fixed <= base
+    assert len(diverse - base) >= 5
 
 
-def test_same_seed_gives_identical_batches(tokenizer, world):
-    def first(seed):
-        return next(iter(make_dm(tokenizer, world, seed=seed).train_dataloader()))
-
-    a, b, other = first(3), first(3), first(4)
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert not torch.equal(a["images"], other["images"])
+# ---- evaluation batches ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("damage", ["truncated", "bad_header"])
-def test_corrupt_shard_raises_ablate_error_naming_it(tmp_path, tokenizer, world, damage):
-    shard = tmp_path / "train-000000.tar"
-    data = Path(world.train_shards[0]).read_bytes()
-    if damage == "truncated":  # cut at a header, which Python's tarfile would take for the end of the shard
-        data = data[: 512 * 20]
-    else:
-        data = b"garbage!" * 64 + data[512:]
-    shard.write_bytes(data)
-    with pytest.raises(AblateError, match=str(shard)):
-        list(make_dm(tokenizer, world, train=[str(shard)], eval_=[str(shard)]).eval_batches(8))
+def test_eval_batches_are_left_padded_prompts_in_order(world, tokenizer):
+    batches = list(make_dm(world, tokenizer).eval_batches("openvqa_image", 128))
+    assert [len(b["keys"]) for b in batches] == [128, 128, 46]
+    assert [k for b in batches for k in b["keys"]] == [f"openvqa_image-{i:06d}" for i in range(302)]
+    first = batches[0]
+    assert set(first) == {"images", "frames_mask", "input_ids", "attention_mask", "keys", "split", "category",
+                          "question", "answer", "pair_id", "probe"}
+    assert first["images"].shape == (128, 1, 3, 32, 32) and first["frames_mask"].all()
+    assert (first["attention_mask"][:, -1] == 1).all() and (first["attention_mask"][:, 0] == 0).any()
+    assert first["split"][0] == "openvqa_image" and first["category"][0] == "OCR" and first["pair_id"][0] == ""
+    decoded = tokenizer.decode(first["input_ids"][0], skip_special_tokens=True)
+    assert decoded.endswith("assistant :") and "sign" in decoded
+    mme = next(make_dm(world, tokenizer).eval_batches("mme", 4))
+    assert mme["pair_id"][0] == mme["pair_id"][1] != "" and mme["answer"][:2] == ["yes", "no"]
 
 
-def test_missing_shard_raises_ablate_error_naming_it(tmp_path, tokenizer, world):
+def test_blind_eval_batch_has_blank_images(world, tokenizer):
+    dm = make_dm(world, tokenizer)
+    seen = next(dm.eval_batches("openvqa_video", 8))
+    blind = next(dm.eval_batches("openvqa_video", 8, blind=True))
+    assert seen["images"].shape == blind["images"].shape == (8, SMALL.num_frames, 3, 32, 32)
+    assert seen["images"].abs().sum() > 0 and (blind["images"] == 0).all()
+    assert torch.equal(seen["input_ids"], blind["input_ids"]) and seen["keys"] == blind["keys"]
+
+
+# ---- shards from elsewhere, and broken ones --------------------------------------------------------------------
+
+
+def test_outside_tool_tarfile_shards_load(tmp_path, world, tokenizer):
+    shard = outside_shard(tmp_path / "cc3m-000000.tar", n=3)
+    outside_shard(tmp_path / "cc3m-000001.tar", n=2, with_json=False)
+    samples = list(iter_samples([str(shard)]))
+    assert [s["__key__"] for s in samples] == ["000000000", "000000001", "000000002"]
+    assert samples[1]["txt"] == "a blue square number 1" and samples[1]["images"][0].size == (48, 40)
+    assert samples[1]["json"]["width"] == 48
+    dm = make_dm(world, tokenizer, batch_size=32, shards=str(tmp_path / "cc3m-{000000..000001}.tar"))
+    assert dm.mixture("pretrain")["shards"] > 0
+    dm.cfg = replace(dm.cfg, sampling="balanced", noisy_pretraining=False)
+    batch = next(iter(dm.stage_dataloader("pretrain")))
+    answers = [tokenizer.decode(lab[lab != IGNORE_INDEX], skip_special_tokens=True) for lab in batch["labels"]]
+    assert any(a.startswith("a blue square number") for a in answers)
+
+
+def test_shard_pattern_matching_nothing_is_an_ablate_error(tmp_path, world, tokenizer):
+    with pytest.raises(AblateError, match="matches no shard"):
+        make_dm(world, tokenizer, shards=str(tmp_path / "nothing-*.tar"))
     with pytest.raises(AblateError, match="nowhere.tar"):
-        make_dm(tokenizer, world, train=[str(tmp_path / "nowhere.tar")])
+        make_dm(world, tokenizer, shards=str(tmp_path / "nowhere.tar"))
 
 
-def test_tokenizer_roundtrips_answers_with_a_small_vocab(tokenizer, world):
-    ids = tokenizer.encode(" an orange square", add_special_tokens=False)
-    assert tokenizer.decode(ids) == "an orange square"
-    assert len(tokenizer) < 300
-    assert not any(tokenizer.unk_token_id in tokenizer.encode(t) for t in corpus())
-    assert (world.path / "tokenizer" / "tokenizer.json").is_file()
+@pytest.mark.parametrize("damage", ["truncated", "bad_header", "bad_image"])
+def test_corrupt_shard_raises_ablate_error_naming_shard_and_key(tmp_path, world, damage):
+    source = Path(world.shards("captions")[0])
+    shard = tmp_path / "captions-000000.tar"
+    data = source.read_bytes()
+    if damage == "truncated":  # cut at a header, which Python's tarfile would take for the end of the shard
+        shard.write_bytes(data[: 512 * 20])
+        match = rf"{shard} is truncated after sample 'captions-0000\d\d'"
+    elif damage == "bad_header":  # a damaged header after the first sample
+        with tarfile.open(source) as tar:
+            offset = [m.offset for m in tar.getmembers()][3]  # the 2nd sample's first member
+        shard.write_bytes(data[:offset] + b"garbage!" * 64 + data[offset + 512:])
+        match = rf"{shard} has a damaged tar header after sample 'captions-000000'"
+    else:
+        with tarfile.open(source) as tar, tarfile.open(shard, "w") as out:
+            for m in tar.getmembers():
+                body = tar.extractfile(m).read()
+                if m.name == "captions-000001.png":
+                    body = body[:40]
+                m.size = len(body)
+                out.addfile(m, io.BytesIO(body))
+        match = rf"{shard}: sample 'captions-000001' cannot be decoded"
+    with pytest.raises(AblateError, match=match):
+        list(iter_samples([str(shard)]))
 
 
 def test_image_to_tensor_resizes_and_scales_to_unit_range():

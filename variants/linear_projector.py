@@ -1,7 +1,7 @@
 """Linear projector: one linear layer over all patch tokens instead of the Perceiver resampler.
 
-Tests the connector type (LLaVA-style linear projection vs the resampler's fixed number of learned queries); the
-LLM then sees every patch token, not a fixed 32.
+Tests the connector type (LLaVA-style projection vs a fixed number of learned queries); the LLM then sees every
+patch token of every frame.
 """
 
 from harness.variant import Variant

@@ -1,7 +1,6 @@
-"""w/o adapter: frozen LLM with no adapters, so only the connector learns.
+"""w/o adapter: a frozen LLM with no adapters, so only the resampler (and frame embedding) learns.
 
-Tests how much the adapters contribute to adapting a frozen LLM to visual prefix tokens (the paper's finding 1:
-prefix tokens with trainable adapters adapt a frozen LLM well).
+Tests how much the adapters contribute to adapting a frozen LLM to visual prefix tokens (finding 1).
 """
 
 from harness.variant import Variant

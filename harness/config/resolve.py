@@ -2,10 +2,16 @@
 
 The order is fixed so the same inputs always give the same config. Each layer is checked on its own (so an error
 names its file); cross-field rules and component names are checked once on the merged result.
+
+A scale preset has three parts: `config` (sizes and budgets), `roles` (abstract role values such as
+`model.llm.role: base` -> concrete keys such as `model.llm.source: zoo:llm-base`) and `zoo` (how the miniature
+backbones are trained at that scale). Role-derived keys sit just above the preset's own config, so a variant,
+an experiment or the command line can still set them explicitly.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -20,16 +26,34 @@ from harness.variant import Variant, lineage
 
 SCALES_DIR = Path(__file__).resolve().parent.parent / "scales"
 LABEL_KEYS = ("variant", "scale")  # names, not settings: excluded from the config hash
+PRESET_SECTIONS = {"config", "roles", "zoo"}
+
+Layer = tuple[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ScalePreset:
+    """A parsed scale preset file."""
+
+    name: str
+    source: str
+    config: dict[str, Any]  # flat dotted keys
+    roles: dict[str, dict[str, dict[str, Any]]]  # role key -> role value -> flat derived keys
+    zoo: dict[str, Any]
+
+    def derived_keys(self, role_key: str) -> set[str]:
+        """Every key that some value of `role_key` sets."""
+        return {k for values in self.roles.get(role_key, {}).values() for k in values}
 
 
 @dataclass(frozen=True)
 class ResolvedRun:
-    """A validated run config with its identity (hash of every setting and the seed)."""
+    """A validated run config with its identity (hash of every setting, the seed included)."""
 
     config: RunConfig
     variant: Variant
     hash: str
-    layers: tuple[tuple[str, dict[str, Any]], ...]  # (source, flat overrides) in merge order
+    layers: tuple[Layer, ...]  # (source, flat overrides) in merge order
 
     @property
     def key(self) -> str:
@@ -42,13 +66,26 @@ def list_scales() -> list[str]:
     return sorted(p.stem for p in SCALES_DIR.glob("*.yaml"))
 
 
-def scale_layer(scale: str) -> tuple[str, dict[str, Any]]:
-    """The preset for `scale` as a (source, flat overrides) layer."""
+@functools.cache
+def load_scale(scale: str) -> ScalePreset:
+    """Read and check the preset for `scale`."""
     scales = list_scales()
     if scale not in scales:
         raise ConfigError(f"unknown scale '{scale}'{did_you_mean(scale, scales)}; known: {one_of(scales)}")
     path = SCALES_DIR / f"{scale}.yaml"
-    return f"scale preset {path.name}", flatten(read_yaml(path, "scale preset"))
+    source = f"scale preset {path.name}"
+    raw = read_yaml(path, "scale preset")
+    for section in raw:
+        if section not in PRESET_SECTIONS:
+            raise ConfigError(f"{source}: unknown section '{section}'{did_you_mean(section, PRESET_SECTIONS)}")
+    config = check_layer(flatten(raw.get("config") or {}), source)
+    roles: dict[str, dict[str, dict[str, Any]]] = {}
+    for role_key, mapping in (raw.get("roles") or {}).items():
+        check_layer({role_key: next(iter(mapping))}, f"{source} roles")  # the role key itself must exist
+        roles[role_key] = {
+            value: check_layer(flatten(keys), f"{source} roles.{role_key}.{value}") for value, keys in mapping.items()
+        }
+    return ScalePreset(scale, source, config, roles, dict(raw.get("zoo") or {}))
 
 
 def config_hash(config: RunConfig) -> str:
@@ -56,6 +93,27 @@ def config_hash(config: RunConfig) -> str:
     flat = {k: v for k, v in to_flat_dict(config).items() if k not in LABEL_KEYS}
     payload = json.dumps(flat, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def _merge(layers: list[Layer]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for source, values in layers:
+        merged.update(check_layer(values, source))
+    return merged
+
+
+def _role_layers(preset: ScalePreset, values: dict[str, Any]) -> list[Layer]:
+    """The derived keys for the role values a run ends up with."""
+    defaults = to_flat_dict(RunConfig())
+    layers = []
+    for role_key, mapping in preset.roles.items():
+        value = values.get(role_key, defaults[role_key])
+        if value not in mapping:
+            raise ConfigError(
+                f"{preset.source}: no backbone for {role_key}={value!r}; the preset maps {one_of(mapping)}"
+            )
+        layers.append((f"{preset.source} roles.{role_key}.{value}", mapping[value]))
+    return layers
 
 
 def resolve(
@@ -68,14 +126,14 @@ def resolve(
 ) -> ResolvedRun:
     """Merge the layers for one run of `variant` and return it validated and hashed."""
     chain = lineage(variant)
-    layers = [scale_layer(scale)]
-    layers += [(f"{v.source} (variant '{v.name}')", v.flat_delta()) for v in chain]
-    layers.append((experiment_source, flatten(experiment or {})))
-    layers.append(("command line", flatten(cli or {})))
-
-    merged: dict[str, Any] = {}
-    for source, values in layers:
-        merged.update(check_layer(values, source))
+    preset = load_scale(scale)
+    upper: list[Layer] = [(f"{v.source} (variant '{v.name}')", v.flat_delta()) for v in chain]
+    upper.append((experiment_source, flatten(experiment or {})))
+    upper.append(("command line", flatten(cli or {})))
+    # Roles are looked up with their final values, then sit just above the preset: explicit settings win.
+    roles = _role_layers(preset, _merge(upper))
+    layers = [(preset.source, preset.config), *roles, *upper]
+    merged = _merge(layers)
     for label, value in (("variant", variant), ("scale", scale), ("seed", seed)):
         if label in merged and merged[label] != value:
             raise ConfigError(f"'{label}' is set by the experiment or command line flags, not as a config key")
@@ -85,33 +143,65 @@ def resolve(
     return ResolvedRun(config, chain[-1], config_hash(config), tuple(layers))
 
 
+def verify_delta(run: ResolvedRun, baseline: ResolvedRun) -> None:
+    """Refuse a variant whose resolved config differs from its baseline's outside its delta and derived keys."""
+    preset = load_scale(run.config.scale)
+    allowed = set()
+    for variant in lineage(run.variant.name):
+        if variant.name == baseline.variant.name:
+            allowed.clear()  # differences above the baseline are shared by both
+            continue
+        for key in variant.flat_delta():
+            allowed |= {key} | preset.derived_keys(key)
+    new, old = to_flat_dict(run.config), to_flat_dict(baseline.config)
+    stray = [k for k in new if new[k] != old[k] and k not in allowed and k not in LABEL_KEYS]
+    if stray:
+        raise ConfigError(
+            f"variant '{run.variant.name}' differs from its baseline '{baseline.variant.name}' outside its delta "
+            f"at {', '.join(stray)}; a controlled comparison changes only the keys the variant declares"
+        )
+
+
+def changed_keys(run: ResolvedRun, baseline: ResolvedRun) -> list[str]:
+    """The keys whose resolved values differ between two runs (labels and seed excluded)."""
+    new, old = to_flat_dict(run.config), to_flat_dict(baseline.config)
+    return [k for k in new if new[k] != old[k] and k not in LABEL_KEYS and k != "seed"]
+
+
 def check_consistency(config: RunConfig) -> None:
     """Rules that involve several keys or a component registry."""
-    from harness.model import ADAPTERS, CONNECTORS  # deferred: importing the model pulls in torch
+    from harness.model import ADAPTERS, CONNECTORS, FUSIONS  # deferred: importing the model pulls in torch
 
-    m = config.model
+    m, t = config.model, config.train
     for key, value, registry in (
         ("model.connector.kind", m.connector.kind, CONNECTORS),
         ("model.adapter.kind", m.adapter.kind, ADAPTERS),
+        ("model.fusion.kind", m.fusion.kind, FUSIONS),
     ):
         if value not in registry:
             raise ConfigError(
-                f"{key}: unknown {registry.kind} '{value}'{did_you_mean(value, registry)}; "
-                f"known: {one_of(registry)}"
+                f"{key}: unknown {registry.kind} '{value}'{did_you_mean(value, registry)}; known: {one_of(registry)}"
             )
     rules = [
         (m.vision.width % m.vision.heads == 0, "model.vision.width must be divisible by model.vision.heads"),
         (m.vision.image_size % m.vision.patch_size == 0,
          "model.vision.image_size must be divisible by model.vision.patch_size"),
+        (m.vision.high_res_size % m.vision.patch_size == 0,
+         "model.vision.high_res_size must be divisible by model.vision.patch_size"),
         (m.llm.hidden_size % m.llm.num_heads == 0, "model.llm.hidden_size must be divisible by model.llm.num_heads"),
         (m.llm.hidden_size % m.adapter.reduction == 0,
          "model.llm.hidden_size must be divisible by model.adapter.reduction"),
         (m.adapter.every >= 1, "model.adapter.every must be at least 1"),
-        (config.train.max_steps >= 1, "train.max_steps must be at least 1"),
-        (config.train.batch_size >= 1, "train.batch_size must be at least 1"),
-        (0.0 <= config.train.warmup_frac < 1.0, "train.warmup_frac must be in [0, 1)"),
-        (config.train.lr > 0, "train.lr must be positive"),
-        (config.eval.num_beams >= 1, "eval.num_beams must be at least 1"),
+        (m.fusion.every >= 1, "model.fusion.every must be at least 1"),
+        (1 <= config.data.video_frames <= m.vision.max_frames,
+         "data.video_frames must be between 1 and model.vision.max_frames"),
+        (config.data.vqa_weight >= 0, "data.vqa_weight must not be negative"),
+        (t.pretrain.steps + t.high_res.steps + t.finetune.steps >= 1, "the stages must train at least one step"),
+        (all(s.steps >= 0 for s in (t.pretrain, t.high_res, t.finetune)), "train.*.steps must not be negative"),
+        (all(0.0 <= s.warmup_frac < 1.0 for s in (t.pretrain, t.high_res, t.finetune)),
+         "train.*.warmup_frac must be in [0, 1)"),
+        (all(s.lr > 0 for s in (t.pretrain, t.high_res, t.finetune)), "train.*.lr must be positive"),
+        (t.batch_size >= 1, "train.batch_size must be at least 1"),
     ]
     for ok, message in rules:
         if not ok:

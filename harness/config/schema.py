@@ -1,9 +1,10 @@
-"""The typed configuration of one run: model, data, training, evaluation.
+"""The typed configuration of one run: world, model, data, training stages, evaluation.
 
 Every knob an experiment can turn is a field here, so a variant's delta, an experiment's overrides and a CLI
-`key=value` all name the same dotted keys (`model.connector.kind`, `train.lr`, ...). The defaults are the Lynx
-baseline's design at the `tiny` scale; scale presets (`harness/scales/*.yaml`) set the sizes for other scales.
-Values are validated once, when the layers are merged (`harness.config.resolve`), and trusted afterwards.
+`key=value` all name the same dotted keys (`model.connector.kind`, `train.finetune.lr`, ...). The defaults are
+the Lynx baseline's design at the `tiny` scale; scale presets (`harness/scales/*.yaml`) set sizes and budgets for
+other scales and map abstract roles (`model.llm.role`, `model.vision.size`) to concrete backbones. Values are
+validated once, when the layers are merged (`harness.config.resolve`), and trusted afterwards.
 """
 
 from __future__ import annotations
@@ -11,20 +12,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+# A backbone source: "zoo:<entry>" (the miniature backbone zoo built by `ablate zoo build`), a local path
+# (a transformers `save_pretrained` folder or a timm-loadable weight file), or "random" (random init).
+Source = str
+
 
 @dataclass
 class VisionConfig:
-    """The vision encoder: any timm model name, optionally resized, with local weights or random init."""
+    """The vision encoder: any timm model name, resized, with zoo / local weights or random init."""
 
+    size: Literal["large", "small"] = "large"  # role; the scale preset maps it to a concrete encoder
     model: str = "vit_tiny_patch16_224"  # timm model name (architecture only; never downloaded)
-    weights: str | None = None  # local weight file (timm-loadable); None = random init
-    image_size: int = 32  # input resolution in pixels
+    weights: Source = "random"  # "zoo:<entry>", a local weight file, or "random"
+    image_size: int = 32  # low resolution: pretraining (Lynx: 224)
+    high_res_size: int = 64  # after the high-resolution phase (Lynx: 420); ignored without that phase
     patch_size: int = 8
     width: int = 64  # embed dim
     depth: int = 2  # transformer blocks
     heads: int = 2
     feature_layer: Literal["last", "penultimate"] = "last"
-    trainable: bool = False
+    max_frames: int = 5  # video: learnable per-frame embeddings (Lynx: 5 frames)
 
 
 @dataclass
@@ -32,38 +39,47 @@ class ConnectorConfig:
     """Maps vision tokens to LLM-width visual tokens (registry: `harness.model.connectors.CONNECTORS`)."""
 
     kind: str = "resampler"  # resampler | linear | mlp
-    num_queries: int = 8  # resampler: number of visual tokens (Lynx: 32)
+    num_queries: int = 32  # resampler: number of visual tokens, as in Lynx at every scale
     depth: int = 1  # resampler layers (Lynx: 3)
     heads: int = 2  # resampler cross-attention heads (Lynx: 8)
     head_dim: int = 32  # per-head width (Lynx: 64)
     ffn_mult: int = 4
-    trainable: bool = True
+
+
+@dataclass
+class FusionConfig:
+    """How visual tokens enter the LLM (registry: `harness.model.fusion.FUSIONS`)."""
+
+    kind: str = "prefix"  # prefix | cross_attn
+    every: int = 1  # cross_attn: a gated cross-attention block before every k-th LLM layer
+    heads: int = 4  # cross_attn heads
 
 
 @dataclass
 class LLMConfig:
-    """The language model: a transformers causal LM from a local folder or built from the sizes below."""
+    """The language model: a transformers causal LM from the zoo, a local folder, or built from the sizes below."""
 
     role: Literal["instruct", "base"] = "instruct"  # instruction-tuned (Vicuna) or base (LLaMA) backbone
-    path: str | None = None  # local `save_pretrained` folder; None = build from this config (random init)
-    arch: str = "llama"  # transformers model_type used when `path` is None
+    source: Source = "random"  # "zoo:<entry>", a local `save_pretrained` folder, or "random"
+    arch: str = "llama"  # transformers model_type used when source is "random"
+    vocab_size: int | None = None  # None = the tokenizer's (the world's at zoo scales, the checkpoint's otherwise)
     hidden_size: int = 64
     intermediate_size: int = 128
     num_layers: int = 2
     num_heads: int = 4
-    max_positions: int = 128
-    trainable: bool = False
+    max_positions: int = 256
 
 
 @dataclass
 class AdapterConfig:
-    """Bottleneck adapters inside the LLM (registry: `harness.model.adapters.ADAPTERS`)."""
+    """Parameter-efficient tuning inside the LLM (registry: `harness.model.adapters.ADAPTERS`)."""
 
-    kind: str = "bottleneck"  # bottleneck | none
-    every: int = 1  # insert after every M-th decoder block (paper: 1, released config: 2)
+    kind: str = "bottleneck"  # bottleneck | lora | none
+    every: int = 2  # bottleneck: after every M-th block (released config and the paper's 8.4B: 2; paper text: 1)
     reduction: int = 2  # bottleneck width = hidden_size / reduction (Lynx: 4096 -> 2048)
-    init_scale: float = 1.0  # learnable output scale, initial value
-    trainable: bool = True
+    init_scale: float = 1.0  # bottleneck: learnable output scale, initial value
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
 
 
 @dataclass
@@ -72,47 +88,92 @@ class ModelConfig:
 
     vision: VisionConfig = field(default_factory=VisionConfig)
     connector: ConnectorConfig = field(default_factory=ConnectorConfig)
-    fusion: Literal["prefix"] = "prefix"  # how visual tokens enter the LLM
+    fusion: FusionConfig = field(default_factory=FusionConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
 
 
 @dataclass
-class DataConfig:
-    """Where training and evaluation samples come from and how they are turned into tokens."""
+class WorldConfig:
+    """The generated miniature world (its content hash names its cache folder). Sizes are per scale."""
 
-    shards: str | None = None  # brace/glob pattern of real webdataset shards; None = the generated world
-    world_seed: int = 0  # the generated world's seed (part of its content hash)
-    num_train: int = 2000  # generated training samples
-    num_eval: int = 96  # generated evaluation samples
-    render_size: int = 32  # generated images' side in pixels
-    samples_per_shard: int = 500
+    seed: int = 0
+    render_size: int = 64  # images are rendered at the high resolution, downsampled for the low one
+    num_images: int = 3000  # clean image-caption pairs (also the source of the labelled tasks)
+    num_noisy: int = 6000  # noisy alt-text pairs (the noisy-data ablation)
+    num_videos: int = 400
+    num_frames: int = 5  # frames per generated video
+    num_text: int = 2000  # text-only documents / instructions
+    samples_per_shard: int = 1000
+    benchmark_scale: int = 1  # 1 = the paper's Open-VQA sizes (302 image / 148 video); 10 = the 10x split
+
+
+@dataclass
+class DataConfig:
+    """Which datasets each stage trains on, how they are sampled, and how they become tokens."""
+
+    shards: str | None = None  # brace/glob pattern of real image-text shards added to pretraining
     prompts: Literal["diverse", "fixed"] = "diverse"  # phrasings per task in training
-    max_text_len: int = 48  # tokens per sample (prompt + answer), longer ones are cut
+    sampling: Literal["hand", "natural", "balanced"] = "hand"  # dataset weights: hand-set, size-proportional, equal
+    noisy_pretraining: bool = False  # add the large noisy alt-text corpus to pretraining
+    text_instructions: bool = True  # text-only instruction data in finetuning
+    video: bool = True  # video data in finetuning
+    video_frames: int = 5  # frames per video fed to the model (1 = a single frame)
+    vqa_weight: float = 1.0  # multiplier on the short-answer VQA weight in finetuning
+    max_text_len: int = 96  # tokens per sample (prompt + answer), longer ones are cut
+
+
+@dataclass
+class StageConfig:
+    """One training stage: its budget, learning rate schedule and which backbones it trains."""
+
+    steps: int = 100  # 0 skips the stage
+    lr: float = 1e-3  # peak learning rate (AdamW, warmup then linear decay)
+    warmup_frac: float = 0.05
+    train_llm: bool = False  # the LLM itself (adapters / connector always train)
+    train_vision: bool = False
+    resolution: Literal["low", "high"] = "low"  # model.vision.image_size or model.vision.high_res_size
 
 
 @dataclass
 class TrainConfig:
-    """Optimisation: AdamW with linear warmup then linear decay, as in the paper."""
+    """Optimisation: pretraining -> optional high-resolution phase -> instruction finetuning, as in the paper."""
 
-    max_steps: int = 600
+    pretrain: StageConfig = field(default_factory=lambda: StageConfig(steps=300, lr=1e-3))
+    high_res: StageConfig = field(default_factory=lambda: StageConfig(steps=100, lr=3e-4, resolution="high"))
+    finetune: StageConfig = field(default_factory=lambda: StageConfig(steps=300, lr=5e-4, resolution="high"))
     batch_size: int = 16
-    lr: float = 1e-3
     weight_decay: float = 0.01
-    warmup_frac: float = 0.05
     precision: Literal["bf16-mixed", "32-true", "16-mixed"] = "bf16-mixed"
     accelerator: str = "cpu"  # Lightning accelerator: cpu | gpu | auto
+    devices: int = 1
     log_every: int = 10  # steps between logged training metrics
 
 
 @dataclass
-class EvalConfig:
-    """Generation and scoring on the held-out split."""
+class GenerationConfig:
+    """Decoding settings for one benchmark split."""
 
-    max_new_tokens: int = 6
+    max_new_tokens: int = 16
     num_beams: int = 1
+    length_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+
+
+@dataclass
+class EvalConfig:
+    """The benchmark: which splits, how to decode each, and the judge."""
+
+    splits: str = "openvqa_image,openvqa_video,mme,probes"  # comma-separated split names
+    judge: str = "rules"  # registry: harness.evaluation.judges.JUDGES
     batch_size: int = 32
-    metric: Literal["exact_match"] = "exact_match"
+    # The paper's Open-VQA image settings: 64 new tokens, 5 beams, length penalty -2.0, no-repeat 2-gram.
+    openvqa: GenerationConfig = field(
+        default_factory=lambda: GenerationConfig(max_new_tokens=64, num_beams=5, length_penalty=-2.0,
+                                                 no_repeat_ngram_size=2)
+    )
+    short: GenerationConfig = field(default_factory=lambda: GenerationConfig(max_new_tokens=8))  # MME yes/no
+    long: GenerationConfig = field(default_factory=lambda: GenerationConfig(max_new_tokens=48))  # probes
 
 
 @dataclass
@@ -122,6 +183,7 @@ class RunConfig:
     variant: str = "lynx"
     scale: str = "tiny"
     seed: int = 0
+    world: WorldConfig = field(default_factory=WorldConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -1,35 +1,34 @@
-"""Streams webdataset shards into model batches: images, chat-formatted token ids and masked labels.
+"""Streams the world's (and optionally real) webdataset shards into model batches for each training stage and for
+evaluation (the batch layouts of docs/contracts.md).
 
-Training repeats forever over shuffled shards (Lightning's `max_steps` ends it); every random choice (shard
-order, shuffle buffer, question phrasing) is seeded from `seed`, so runs and model variants with one seed see
-identical batches. Evaluation reads the eval shards in order with the held-out phrasing.
+Training mixes the stage's datasets by `mixture()` weights: each dataset is an endless, seeded-shuffled stream, and
+a seeded generator picks which dataset the next sample comes from, so every variant that shares the data settings
+and the seed sees the same samples in the same order. Phrasings are chosen when a sample is read (prompts.py),
+seeded by run seed + sample key. Images are downsampled from the world's render size to the stage's resolution.
+Evaluation reads a split in order with the prompts baked into its items.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import random
+import zlib
 from collections.abc import Iterator
-from pathlib import Path
-from urllib.parse import urlparse
 
 import lightning as L
 import numpy as np
 import torch
-import webdataset as wds
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from harness.config.schema import DataConfig
-from harness.data.chat import IGNORE_INDEX, encode_example, encode_prompt
-from harness.data.world import PHRASINGS, question
+from harness.data.chat import IGNORE_INDEX, encode_dialogue, encode_example, encode_prompt, encode_text
+from harness.data.mixture import SHARDS, mixture
+from harness.data.prompts import BASE, choose_prompt
+from harness.data.shards import check_local_shard, decode_sample, expand_shards, iter_samples, shard_reader
 from harness.errors import AblateError, one_of
 
-SHUFFLE_BUFFER = 1000  # samples held for shuffling; with 500-sample shards this mixes about two shards
-SHUFFLE_INITIAL = 100  # samples buffered before the first one is yielded
-SAMPLE_SEED_OFFSET = 1 << 20  # keeps the sample shuffle's rng stream apart from the shard shuffle's
-IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp")
+SHUFFLE_BUFFER = 1000  # raw samples held per dataset for shuffling (about one shard at the default shard size)
+EVAL_FIELDS = ("keys", "split", "category", "question", "answer", "pair_id", "probe")
 
 
 def image_to_tensor(img: Image.Image, image_size: int) -> torch.Tensor:
@@ -41,95 +40,174 @@ def image_to_tensor(img: Image.Image, image_size: int) -> torch.Tensor:
     return (pixels - 0.5) / 0.5
 
 
-class WorldDataModule(L.LightningDataModule):
-    """Training and evaluation batches from webdataset shards in the world's layout (png, txt, json)."""
+def frame_indices(available: int, wanted: int) -> list[int]:
+    """`wanted` frames spread evenly over `available` (1 = the middle frame)."""
+    wanted = min(wanted, available)
+    return [int((i + 0.5) * available / wanted) for i in range(wanted)]
 
-    def __init__(
-        self,
-        data_cfg: DataConfig,
-        tokenizer,
-        train_shards: list[str],
-        eval_shards: list[str],
-        image_size: int,
-        batch_size: int,
-        seed: int,
-    ):
+
+def _shuffled(samples: Iterator, bufsize: int, rng: random.Random) -> Iterator:
+    """A seeded buffer shuffle (webdataset's own reseeds per pass, which would tie order to iteration count)."""
+    buf = []
+    for s in samples:
+        if len(buf) < bufsize:
+            buf.append(s)
+            continue
+        i = rng.randrange(bufsize)
+        yield buf[i]
+        buf[i] = s
+    rng.shuffle(buf)
+    yield from buf
+
+
+class _Mixed(IterableDataset):
+    """Endless training examples of one stage, drawn from the datasets by weight with a seeded generator."""
+
+    def __init__(self, dm: WorldDataModule, stage: str, weights: dict[str, float], image_size: int):
+        self.dm, self.stage, self.weights, self.image_size = dm, stage, weights, image_size
+
+    def __iter__(self):
+        rng = random.Random(f"{self.dm.seed}/{self.stage}/mix")
+        names = list(self.weights)
+        probs = [self.weights[n] for n in names]
+        streams = {}
+        while True:
+            name = rng.choices(names, probs)[0]
+            if name not in streams:  # opened on first use: a dataset never drawn costs nothing
+                streams[name] = self.dm.endless(name)
+            yield self.dm.train_example(next(streams[name]), name, self.image_size)
+
+
+class WorldDataModule(L.LightningDataModule):
+    """Training batches per stage and evaluation batches per benchmark split, from a built `World`."""
+
+    def __init__(self, world, data_cfg: DataConfig, tokenizer, image_size: int, batch_size: int, seed: int):
         super().__init__()
-        self.cfg = data_cfg
-        self.tokenizer = tokenizer
-        self.train_shards = [str(s) for s in train_shards]
-        self.eval_shards = [str(s) for s in eval_shards]
-        self.image_size = image_size
-        self.batch_size = batch_size
-        self.seed = seed
-        for shard in self.train_shards + self.eval_shards:  # fail before training starts, not mid-run
-            _check_local_shard(shard)
+        self.world, self.cfg, self.tokenizer = world, data_cfg, tokenizer
+        self.image_size, self.batch_size, self.seed = image_size, batch_size, seed
+        self.stage = "finetune"  # what Lightning's `train_dataloader` hook serves; set by the caller per stage
+        self.real_shards = expand_shards(data_cfg.shards) if data_cfg.shards else []
+        for shard in self.real_shards:  # fail before training starts, not mid-run
+            check_local_shard(shard)
+
+    # ---- training -------------------------------------------------------------------------------------------
+
+    def mixture(self, stage: str) -> dict[str, float]:
+        """The stage's dataset weights (see `harness.data.mixture`)."""
+        return mixture(stage, self.cfg, self.world)
+
+    def stage_dataloader(self, stage: str, image_size: int | None = None) -> DataLoader:
+        """Endless batches of a stage ("pretrain", "high_res", "finetune") at `image_size` (default: the
+        datamodule's); the layout is `collate_train`'s."""
+        dataset = _Mixed(self, stage, self.mixture(stage), image_size or self.image_size)
+        return DataLoader(dataset, batch_size=self.batch_size, collate_fn=self.collate_train, num_workers=0)
 
     def train_dataloader(self) -> DataLoader:
-        """Endless, seeded-shuffled training batches (see `collate_train` for the keys)."""
-        pipeline = (
-            # detshuffle reseeds with seed + epoch, so each pass has a new but reproducible order. An explicit
-            # seed also keeps webdataset from drawing one from the global `random` state.
-            wds.WebDataset(
-                self.train_shards,
-                shardshuffle=len(self.train_shards),
-                detshuffle=True,
-                seed=self.seed,
-                handler=_shard_error_handler(self.train_shards),
-            )
-            .compose(wds.detshuffle(SHUFFLE_BUFFER, SHUFFLE_INITIAL, seed=self.seed + SAMPLE_SEED_OFFSET))
-            .map(self._train_example)
-            .repeat()
-        )
-        # Batching outside the pipeline lets batches run across pass boundaries: no short last batch.
-        return DataLoader(pipeline, batch_size=self.batch_size, collate_fn=self.collate_train, num_workers=0)
+        """Lightning's hook: the batches of `self.stage`."""
+        return self.stage_dataloader(self.stage)
 
-    def eval_batches(self, batch_size: int) -> Iterator[dict]:
-        """Evaluation batches in shard order: left-padded prompts plus the keys, tasks, questions, answers."""
-        handler = _shard_error_handler(self.eval_shards)
-        pipeline = wds.WebDataset(self.eval_shards, shardshuffle=False, seed=self.seed, handler=handler)
-        yield from pipeline.map(self._eval_example).batched(batch_size, collation_fn=self.collate_eval)
+    def shards_of(self, name: str) -> list[str]:
+        return self.real_shards if name == SHARDS else self.world.shards(name)
 
-    def phrasing(self, key: str, task: str) -> int:
-        """A sample's training phrasing: 0 if `fixed`, else seeded by key among all but the held-out one."""
-        if self.cfg.prompts == "fixed":
-            return 0
-        return random.Random(f"{self.seed}/{key}").randrange(len(PHRASINGS[task]) - 1)
+    def endless(self, name: str) -> Iterator[dict]:
+        """Raw samples of one dataset forever: each pass in a new, seeded shard and sample order."""
+        shards, base = self.shards_of(name), self.seed * 1000003 + zlib.crc32(name.encode())
+        epoch = 0
+        while True:
+            rng = random.Random(f"{base}/{epoch}")
+            n = 0
+            for sample in _shuffled(iter(shard_reader(shards, shuffle_seed=base + epoch)), SHUFFLE_BUFFER, rng):
+                n += 1
+                yield sample
+            if n == 0:
+                raise AblateError(f"dataset '{name}' has no samples (shards: {', '.join(shards)})")
+            epoch += 1
 
-    def _train_example(self, sample: dict) -> dict:
-        image, meta = _decode(sample)
-        q = question(meta, self.phrasing(sample["__key__"], meta["task"]))
-        example = encode_example(self.tokenizer, q, meta["answer"], self.cfg.max_text_len)
-        return {"image": image_to_tensor(image, self.image_size), **example}
+    def frames(self, images: list[Image.Image], image_size: int) -> list[torch.Tensor]:
+        """Image tensors of a sample: its frames subsampled to `data.video_frames` (a still image stays one)."""
+        keep = frame_indices(len(images), self.cfg.video_frames) if len(images) > 1 else range(len(images))
+        return [image_to_tensor(images[i], image_size) for i in keep]
 
-    def _eval_example(self, sample: dict) -> dict:
-        image, meta = _decode(sample)
-        q = question(meta, -1)  # the held-out phrasing, for every variant
-        return {
-            "image": image_to_tensor(image, self.image_size),
-            "input_ids": encode_prompt(self.tokenizer, q)[: self.cfg.max_text_len],
-            "key": sample["__key__"],
-            "task": meta["task"],
-            "question": q,
-            "answer": meta["answer"],
-        }
+    def train_example(self, raw: dict, name: str, image_size: int) -> dict:
+        """Decode and tokenize one training sample: frames (list of [3,H,W]), input_ids, labels."""
+        s = decode_sample(raw)
+        meta, key = s["json"], s["__key__"]
+        task = meta.get("task") if name != SHARDS else None
+        max_len = self.cfg.max_text_len
+        if task is None:  # an outside caption shard (LAION/CC3M layout): txt, or a json `caption`
+            answer = s["txt"] or meta.get("caption", "")
+            if not answer or not s["images"]:
+                raise AblateError(f"webdataset shard {s['__url__']}: sample '{key}' needs an image and a caption")
+            prompt = choose_prompt("caption_short", self.cfg.prompts, self.seed, key)
+            example = encode_example(self.tokenizer, prompt, answer, max_len)
+        elif task == "text":
+            example = encode_text(self.tokenizer, meta["text"], max_len)
+        elif task == "dialogue":
+            turns = [(choose_prompt("dialogue", self.cfg.prompts, self.seed, key, q) if t == 0 else q, a)
+                     for t, (q, a) in enumerate(meta["turns"])]
+            example = encode_dialogue(self.tokenizer, turns, max_len)
+        elif task in BASE:
+            prompt = choose_prompt(task, self.cfg.prompts, self.seed, key, meta.get("question", ""))
+            example = encode_example(self.tokenizer, prompt, meta["answer"], max_len)
+        else:
+            raise AblateError(f"webdataset shard {s['__url__']}: sample '{key}' has unknown task '{task}'; "
+                              f"expected one of {one_of([*BASE, 'text', 'dialogue'])}")
+        return {"frames": self.frames(s["images"], image_size), "image_size": image_size, **example}
 
     def collate_train(self, examples: list[dict]) -> dict:
-        """Right-padded batch: images [B,3,H,W] float32; input_ids, attention_mask, labels [B,T] int64."""
+        """Right-padded batch: images [B,F,3,H,W] float32, frames_mask [B,F] bool; input_ids, attention_mask,
+        labels [B,T] int64 (labels -100 except answers + eos)."""
+        images, frames_mask = self._stack_frames([e["frames"] for e in examples], examples[0]["image_size"])
         ids, mask = _pad([e["input_ids"] for e in examples], self.tokenizer.pad_token_id, left=False)
         labels, _ = _pad([e["labels"] for e in examples], IGNORE_INDEX, left=False)
-        images = torch.stack([e["image"] for e in examples])
-        return {"images": images, "input_ids": ids, "attention_mask": mask, "labels": labels}
+        return {"images": images, "frames_mask": frames_mask, "input_ids": ids, "attention_mask": mask,
+                "labels": labels}
 
-    def collate_eval(self, examples: list[dict]) -> dict:
-        """Left-padded prompts (so generation appends on the right) plus python lists of sample info."""
+    def _stack_frames(self, rows: list[list[torch.Tensor]], image_size: int | None = None):
+        """Pad frame lists to F = the most frames in the batch; text-only rows are all padding."""
+        size = image_size or self.image_size
+        width = max(1, max(len(row) for row in rows))
+        images = torch.zeros(len(rows), width, 3, size, size)
+        mask = torch.zeros(len(rows), width, dtype=torch.bool)
+        for i, row in enumerate(rows):
+            for t, frame in enumerate(row):
+                images[i, t], mask[i, t] = frame, True
+        return images, mask
+
+    # ---- evaluation ------------------------------------------------------------------------------------------
+
+    def eval_batches(self, split: str, batch_size: int, blind: bool = False,
+                     image_size: int | None = None) -> Iterator[dict]:
+        """Batches of a benchmark split in order: left-padded prompts (no answer) plus the item lists of
+        docs/contracts.md; `blind` replaces every image by an all-zero one (the image-dependence control)."""
+        size = image_size or self.image_size
+        batch = []
+        for s in iter_samples(self.world.shards(split)):
+            batch.append(self._eval_example(s, split, size))
+            if len(batch) == batch_size:
+                yield self.collate_eval(batch, blind, size)
+                batch = []
+        if batch:
+            yield self.collate_eval(batch, blind, size)
+
+    def _eval_example(self, s: dict, split: str, image_size: int) -> dict:
+        meta = s["json"]
+        prompt = meta.get("prompt") or meta.get("question", "")
+        ids = encode_prompt(self.tokenizer, prompt)
+        if len(ids) > self.cfg.max_text_len:  # keep bos and the end ("ASSISTANT:"), where generation starts
+            ids = ids[:1] + ids[len(ids) - self.cfg.max_text_len + 1:]
+        return {"frames": self.frames(s["images"], image_size), "input_ids": ids, "keys": s["__key__"],
+                "split": split, "category": meta.get("category", ""), "question": prompt,
+                "answer": meta.get("answer", ""), "pair_id": meta.get("pair_id", ""), "probe": meta.get("probe", "")}
+
+    def collate_eval(self, examples: list[dict], blind: bool = False, image_size: int | None = None) -> dict:
+        """Left-padded prompts (generation appends on the right) plus python lists of item info."""
+        images, frames_mask = self._stack_frames([e["frames"] for e in examples], image_size)
+        if blind:
+            images = torch.zeros_like(images)
         ids, mask = _pad([e["input_ids"] for e in examples], self.tokenizer.pad_token_id, left=True)
-        return {
-            "images": torch.stack([e["image"] for e in examples]),
-            "input_ids": ids,
-            "attention_mask": mask,
-            **{f"{name}s": [e[name] for e in examples] for name in ("key", "task", "question", "answer")},
-        }
+        return {"images": images, "frames_mask": frames_mask, "input_ids": ids, "attention_mask": mask,
+                **{f: [e[f] for e in examples] for f in EVAL_FIELDS}}
 
 
 def _pad(rows: list[list[int]], value: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,72 +220,3 @@ def _pad(rows: list[list[int]], value: int, left: bool) -> tuple[torch.Tensor, t
         values[i, span] = torch.tensor(row, dtype=torch.long)
         mask[i, span] = 1
     return values, mask
-
-
-def _decode(sample: dict) -> tuple[Image.Image, dict]:
-    """The image and the json of a sample; a shard from elsewhere without our json fields is a caption."""
-    key, shard = sample.get("__key__"), sample.get("__url__")
-    try:
-        data = next(sample[ext] for ext in IMAGE_EXTENSIONS if ext in sample)
-        image = Image.open(io.BytesIO(data))
-        image.load()  # PIL decodes lazily; force it here so a broken image fails with its key
-        if "json" not in sample and "txt" not in sample:
-            raise ValueError("it has neither a json nor a txt member")
-        meta = json.loads(sample["json"]) if "json" in sample else {}
-        caption = sample["txt"].decode("utf-8").strip() if "txt" in sample else meta.get("caption", "")
-    except StopIteration:
-        raise AblateError(
-            f"webdataset shard {shard}: sample '{key}' has no image ({'/'.join(IMAGE_EXTENSIONS)})"
-        ) from None
-    except Exception as exn:
-        raise AblateError(f"webdataset shard {shard}: sample '{key}' cannot be decoded: {exn}") from exn
-    meta = {"task": "caption", "answer": caption, "question_fields": {}, **meta}
-    if meta["task"] not in PHRASINGS:
-        raise AblateError(
-            f"webdataset shard {shard}: sample '{key}' has unknown task '{meta['task']}'; "
-            f"expected one of {one_of(PHRASINGS)}"
-        )
-    try:  # every phrasing must be fillable, not just the one this run happens to draw
-        [question(meta, i) for i in range(len(PHRASINGS[meta["task"]]))]
-    except KeyError as exn:
-        raise AblateError(f"webdataset shard {shard}: sample '{key}' lacks question field {exn}") from None
-    return image, meta
-
-
-def _check_local_shard(shard: str) -> None:
-    """Raise if a local shard is missing or visibly cut short; remote and compressed ones are not checked."""
-    url = urlparse(shard)
-    if url.scheme not in ("", "file"):
-        return
-    path = Path(url.path)
-    if not path.is_file():
-        raise AblateError(f"webdataset shard not found: {shard}")
-    if path.suffix != ".tar":
-        return
-    # Python's tarfile silently ends a stream at a cut-off header, so a truncated copy would just read as a
-    # smaller shard. A complete tar is whole 512-byte blocks ending in two zero blocks: check that instead.
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        f.seek(max(size - 1024, 0))
-        tail = f.read()
-    if size % 512 or len(tail) < 1024 or tail.count(0) != len(tail):
-        raise AblateError(
-            f"webdataset shard {shard} is truncated or not a tar file (no end-of-archive blocks)"
-        )
-
-
-def _shard_error_handler(shards: list[str]):
-    """A webdataset handler that turns any read error into an `AblateError` naming the shard."""
-
-    def handler(exn: Exception) -> bool:
-        if isinstance(exn, AblateError):
-            exn.args = exn.args[:1]  # webdataset appends (stream, url) to args as the error bubbles up
-            raise exn
-        # webdataset puts the url (or the open file's repr) into args; an open error carries `filename`.
-        context = " ".join(str(a) for a in exn.args) + f" {getattr(exn, 'filename', '')}"
-        named = [s for s in shards if s in context]
-        where = max(named, key=len) if named else f"(one of {', '.join(shards)})"
-        reason = str(exn.args[0]).split(" @ ")[0] if exn.args else ""
-        raise AblateError(f"cannot read webdataset shard {where}: {type(exn).__name__}: {reason}") from exn
-
-    return handler

@@ -1,61 +1,67 @@
-"""A tiny word-level tokenizer trained on every text the generated world can produce.
+"""The world's tokenizer: a small lowercase WordPiece vocabulary trained locally on every text the world produces.
 
-Trained locally with `tokenizers` (no download), wrapped as a `transformers.PreTrainedTokenizerFast` and
-cached in the world's folder, so all variants built on one world share the same ids.
+Trained with `tokenizers` (no download) on all texts written into the world's samples, every prompt phrasing
+(training pools, held-out ones, format instructions), the chat template and the world's vocabulary; saved with
+`save_pretrained` in `world.path / "tokenizer"` as a `PreTrainedTokenizerFast` with pad / bos / eos / unk, so
+every variant and every zoo backbone built on one world shares the same ids. WordPiece (not word-level) because
+sign texts are arbitrary strings of 1-3 characters: every character of the alphabet is in the vocabulary, so no
+text the world can produce maps to <unk>.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import uuid
+import string
+from pathlib import Path
 
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
 from harness.data.chat import answer_text, prompt_text
-from harness.data.world import PHRASINGS, World, all_metas, question
+from harness.data.prompts import HELD_OUT, POOL
+from harness.data.vocab import (
+    COLOURS,
+    FORMAT_INSTRUCTIONS,
+    MME_SUFFIX,
+    NOISE_TOKENS,
+    NUMBER_WORDS,
+    PLACES,
+    SHAPES,
+    SIGN_CHARS,
+)
+from harness.errors import AblateError
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
-CORPUS_FILE = "corpus.sha256"  # which corpus the cached tokenizer was trained on; a mismatch retrains
+VOCAB_SIZE = 1500  # the world's ~500 words as whole tokens, the rest frequent sign-text pieces
+ALPHABET = string.ascii_lowercase + string.digits + string.punctuation
 
 
-def corpus() -> list[str]:
-    """Every chat text of every task, phrasing and scene: prompts, answers and captions."""
-    texts = []
-    for meta in all_metas():
-        for phrasing in range(len(PHRASINGS[meta["task"]])):
-            texts.append(prompt_text(question(meta, phrasing)) + answer_text(meta["answer"]))
-        texts.append(meta["caption"])
+def fixed_texts() -> list[str]:
+    """Texts that do not come from samples: every phrasing, instruction, the chat template and the vocabulary."""
+    texts = [prompt_text(t.format(question="What is this?")) + answer_text("yes")
+             for pool in (POOL, HELD_OUT) for templates in pool.values() for t in templates]
+    texts += [*FORMAT_INSTRUCTIONS.values(), MME_SUFFIX, " ".join(NOISE_TOKENS), " ".join(NUMBER_WORDS)]
+    texts += [" ".join(COLOURS), " ".join(SHAPES), " ".join(PLACES), " ".join(SIGN_CHARS), ALPHABET]
     return texts
 
 
-def build_tokenizer(world: World) -> PreTrainedTokenizerFast:
-    """Load the world's tokenizer from `world.path / "tokenizer"`, training and saving it first if needed."""
-    texts = corpus()
-    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()
-    folder = world.path / "tokenizer"
-    if not (folder / CORPUS_FILE).is_file() or (folder / CORPUS_FILE).read_text() != digest:
-        tmp = world.path / f".tmp-tokenizer-{uuid.uuid4().hex[:8]}"
-        _train(texts).save_pretrained(tmp)
-        (tmp / CORPUS_FILE).write_text(digest)  # written last: marks the folder complete
-        shutil.rmtree(folder, ignore_errors=True)
-        try:
-            os.rename(tmp, folder)
-        except OSError:  # a concurrent process saved the same tokenizer first
-            shutil.rmtree(tmp, ignore_errors=True)
-    return PreTrainedTokenizerFast.from_pretrained(folder)
-
-
-def _train(texts: list[str]) -> PreTrainedTokenizerFast:
-    """Train a lowercase word-level tokenizer that splits punctuation into its own tokens."""
-    tok = Tokenizer(models.WordLevel(unk_token=SPECIAL_TOKENS["unk_token"]))
+def train_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
+    """Train the lowercase WordPiece tokenizer on `texts` + `fixed_texts()`."""
+    tok = Tokenizer(models.WordPiece(unk_token=SPECIAL_TOKENS["unk_token"]))
     tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=list(SPECIAL_TOKENS.values())))
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()  # words and punctuation apart
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=VOCAB_SIZE, special_tokens=list(SPECIAL_TOKENS.values()),
+                                        initial_alphabet=list(ALPHABET), show_progress=False)
+    tok.train_from_iterator([*fixed_texts(), *texts], trainer)
     # Like LLaMA tokenizers: plain `tokenizer(text)` starts with bos (our encoders add it explicitly).
     bos = SPECIAL_TOKENS["bos_token"]
-    bos_id = tok.token_to_id(bos)
-    tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, bos_id)])
+    tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, tok.token_to_id(bos))])
     return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
+
+
+def build_tokenizer(world) -> PreTrainedTokenizerFast:
+    """The tokenizer saved in `world.path / "tokenizer"` by `build_world`."""
+    folder = Path(world.path) / "tokenizer"
+    if not (folder / "tokenizer.json").is_file():
+        raise AblateError(f"the world at {world.path} has no tokenizer; delete the folder to rebuild the world")
+    return PreTrainedTokenizerFast.from_pretrained(folder)

@@ -1,112 +1,119 @@
-"""The miniature world: a small generated image-text-QA set whose answers depend on the image.
+"""The miniature world: every dataset of docs/contracts.md generated from one seed and cached as webdataset shards.
 
-Each sample is one coloured shape on a light, slightly noisy background, paired with one task (`color` QA,
-`shape` QA or `caption`). Samples are written once per generator config as standard webdataset tar shards
-(`<key>.png`, `<key>.txt`, `<key>.json`, the LAION/CC3M layout) into a content-hashed cache folder, and shared
-by every variant: the question phrasing is NOT baked in but chosen when reading (`question`), because variants
-differ in which phrasings they train on.
+`build_world(cfg, cache_root)` writes `cache_root/world/<12-hex hash of cfg + GENERATOR_VERSION>/` (built in a
+temp folder and renamed into place; `manifest.json` is written last and marks it complete) with one folder of
+shards per dataset and the world's tokenizer. Every sample draws from its own `random.Random(f"{seed}/{stream}/
+{i}")`, so the output does not depend on the order or the process in which samples are made: the work is split
+into chunks for a pool of worker processes and written back in order. Images are rendered at
+`cfg.render_size` (the high resolution); the datamodule downsamples them to the model's resolution.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
+import multiprocessing
 import os
+import random
 import shutil
+import time
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import webdataset as wds
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from harness.config.schema import DataConfig
+from harness.config.schema import WorldConfig
+from harness.data import benchmark as bench
+from harness.data.render import render_scene, render_video
+from harness.data.scenes import (
+    IMAGE_CATEGORIES,
+    MME_SUBTASKS,
+    detailed_caption,
+    image_item,
+    scene_questions,
+    short_caption,
+    video_caption,
+    video_item,
+)
+from harness.data.shards import ShardWriter, iter_samples
+from harness.data.textgen import noisy_alt_text, text_document, text_instruction
+from harness.errors import AblateError, did_you_mean
 
-# Bump whenever rendering or the sample layout changes: it is part of the cache hash.
-GENERATOR_VERSION = 1
+# Bump whenever rendering, the sample layout or any generator changes: it is part of the cache hash.
+GENERATOR_VERSION = 2
 
-COLOURS = {
-    "red": (220, 40, 40),
-    "green": (40, 170, 60),
-    "blue": (40, 80, 220),
-    "yellow": (235, 205, 30),
-    "purple": (140, 60, 180),
-    "orange": (245, 130, 20),
-}
-SHAPES = ("circle", "square", "triangle", "cross")
-TASKS = ("color", "shape", "caption")
-
-# Question templates per task, formatted with the sample's `question_fields`. The LAST one is held out:
-# evaluation always uses it and training never does, so eval measures generalisation to a new phrasing.
-PHRASINGS = {
-    "color": (
-        "What color is the shape?",
-        "What colour is the object in the picture?",
-        "Which color is the {shape}?",
-        "Name the color of the shape in the image.",
-        "What is the color of the {shape}?",
-        "Tell me the color of the object.",
-        "What color does the {shape} in this image have?",
-    ),
-    "shape": (
-        "What shape is shown?",
-        "Which shape is in the picture?",
-        "What kind of shape is the {colour} object?",
-        "Name the shape in the image.",
-        "What is the shape of the {colour} thing?",
-        "Tell me which shape you see.",
-        "What shape does the {colour} object in this image have?",
-    ),
-    "caption": (
-        "Describe the image.",
-        "What is in the picture?",
-        "Give a short caption for this image.",
-        "Describe what you see.",
-        "Write a caption for the picture.",
-        "What does the image show?",
-        "Briefly describe this picture.",
-    ),
-}
-SUPERSAMPLE = 4  # shapes are drawn at 4x and downsampled, so their edges are anti-aliased
+PRETRAIN_DATASETS = ("captions", "noisy", "text")
+FINETUNE_DATASETS = ("vqa", "caption", "place", "dialogue", "text_instructions", "video_qa", "video_caption")
+EVAL_DATASETS = ("openvqa_image", "openvqa_video", "openvqa_image_10x", "mme", "probes")
+CHUNK = 250  # samples per pool job
+PARALLEL_MIN = 1500  # below this many samples a pool costs more than it saves
 
 
 @dataclass(frozen=True)
 class World:
-    """A built world: its cache folder, manifest and absolute shard paths."""
+    """A built world: its cache folder and manifest; datasets are looked up by name."""
 
     path: Path
     manifest: dict
-    train_shards: list[str]
-    eval_shards: list[str]
+
+    @property
+    def hash(self) -> str:
+        return self.manifest["hash"]
+
+    @property
+    def datasets(self) -> list[str]:
+        """Names of the datasets this world holds."""
+        return list(self.manifest["datasets"])
+
+    def _entry(self, name: str) -> dict:
+        if name not in self.manifest["datasets"]:
+            raise AblateError(f"the world has no dataset '{name}'{did_you_mean(name, self.datasets)}; "
+                              f"it has {', '.join(self.datasets)}")
+        return self.manifest["datasets"][name]
+
+    def shards(self, name: str) -> list[str]:
+        """Absolute shard paths of a dataset."""
+        return [str(self.path / rel) for rel in self._entry(name)["shards"]]
+
+    def size(self, name: str) -> int:
+        """Number of samples in a dataset."""
+        return self._entry(name)["count"]
+
+    def caption_pairs(self, limit: int | None = None) -> list[tuple[Image.Image, str]]:
+        """(image, clean short caption) pairs from `captions` (e.g. to pretrain the zoo's ViTs)."""
+        out = []
+        for s in iter_samples(self.shards("captions")):
+            if limit is not None and len(out) >= limit:
+                break
+            out.append((s["images"][0], s["txt"]))
+        return out
+
+    def texts(self) -> list[str]:
+        """The plain text documents (LM pretraining)."""
+        return [s["txt"] for s in iter_samples(self.shards("text"))]
+
+    def instruction_dialogues(self) -> list[list[tuple[str, str]]]:
+        """Text-only instructions as one-turn dialogues [(question, answer)] (instruction-tuning the zoo's LM)."""
+        return [[(s["json"]["question"], s["json"]["answer"])] for s in iter_samples(self.shards("text_instructions"))]
 
 
-def question(meta: dict, phrasing: int) -> str:
-    """The question of a sample's task in the given phrasing (index into `PHRASINGS[task]`, negative ok)."""
-    return PHRASINGS[meta["task"]][phrasing].format(**meta.get("question_fields", {}))
+def generator_config(cfg: WorldConfig) -> dict:
+    """Everything that determines the world's bytes (and so its cache hash)."""
+    return {**asdict(cfg), "generator_version": GENERATOR_VERSION}
 
 
-def generator_config(cfg: DataConfig) -> dict:
-    """The fields that determine the world's bytes (and so its cache hash)."""
-    return {
-        "world_seed": cfg.world_seed,
-        "num_train": cfg.num_train,
-        "num_eval": cfg.num_eval,
-        "render_size": cfg.render_size,
-        "samples_per_shard": cfg.samples_per_shard,
-        "generator_version": GENERATOR_VERSION,
-    }
-
-
-def world_hash(cfg: DataConfig) -> str:
+def world_hash(cfg: WorldConfig) -> str:
     """12-hex content hash of the generator config."""
-    blob = json.dumps(generator_config(cfg), sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
+    return hashlib.sha256(json.dumps(generator_config(cfg), sort_keys=True).encode()).hexdigest()[:12]
 
 
-def build_world(cfg: DataConfig, cache_root: Path) -> World:
-    """Return the world for `cfg`, generating it under `cache_root/world/<hash>` unless already complete."""
+def build_world(cfg: WorldConfig, cache_root: Path) -> World:
+    """The world for `cfg`, generated under `cache_root/world/<hash>` unless a complete one is already there."""
     digest = world_hash(cfg)
     final = Path(cache_root) / "world" / digest
     if not (final / "manifest.json").is_file():
@@ -117,99 +124,199 @@ def build_world(cfg: DataConfig, cache_root: Path) -> World:
             _write_world(cfg, digest, tmp)
             if final.exists() and not (final / "manifest.json").is_file():
                 shutil.rmtree(final)  # an earlier, interrupted build: without a manifest nothing is trusted
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / "manifest.json").is_file():  # else a concurrent builder simply finished first
-                raise
+            try:
+                os.rename(tmp, final)
+            except OSError:  # a concurrent process finished the same world first
+                if not (final / "manifest.json").is_file():
+                    raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    manifest = json.loads((final / "manifest.json").read_text())
-    return World(
-        path=final,
-        manifest=manifest,
-        train_shards=[str(final / name) for name in manifest["shards"]["train"]],
-        eval_shards=[str(final / name) for name in manifest["shards"]["eval"]],
-    )
+    return World(path=final, manifest=json.loads((final / "manifest.json").read_text()))
 
 
-def _write_world(cfg: DataConfig, digest: str, folder: Path) -> None:
-    """Render both splits into `folder` as shards, then write `manifest.json` last (the completeness mark)."""
-    shards, tasks = {}, {}
-    for split_id, (split, count) in enumerate((("train", cfg.num_train), ("eval", cfg.num_eval))):
-        # One independent stream per split, so e.g. changing num_eval leaves the training samples unchanged.
-        rng = np.random.default_rng([cfg.world_seed, split_id])
-        split_tasks = rng.permutation(np.resize(np.arange(len(TASKS)), count))  # tasks evenly, random order
-        pattern = str(folder / f"{split}-%06d.tar")
-        # mtime=0 makes the tar bytes a pure function of the config; samples arrive already encoded.
-        writer = wds.ShardWriter(pattern, maxcount=cfg.samples_per_shard, verbose=0, mtime=0, encoder=False)
-        with writer as sink:
-            for i in range(count):
-                sink.write(_sample(f"{split}-{i:06d}", TASKS[split_tasks[i]], cfg.render_size, rng))
-        shards[split] = sorted(p.name for p in folder.glob(f"{split}-*.tar"))
-        tasks[split] = {t: int((split_tasks == k).sum()) for k, t in enumerate(TASKS)}
+# ---- sample makers: (cfg, i) -> [(dataset, sample)], sample = {"__key__", ext: bytes, "__meta__": json dict} -----
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG", compress_level=1)  # fast; the bytes are still deterministic
+    return buf.getvalue()
+
+
+def _sample(dataset: str, i: int, meta: dict, images: list[bytes] | None = None, txt: str | None = None) -> tuple:
+    key = meta.get("key") or f"{dataset}-{i:06d}"
+    sample = {"__key__": key, "__meta__": {"dataset": dataset, **meta}}
+    if images and len(images) == 1 and meta.get("task") not in ("video_qa", "video_caption"):
+        sample["png"] = images[0]
+    else:
+        for t, frame in enumerate(images or []):
+            sample[f"frame{t}.png"] = frame
+    if txt is not None:
+        sample["txt"] = txt.encode()
+    sample["json"] = json.dumps(sample["__meta__"], sort_keys=True).encode()
+    return dataset, sample
+
+
+def make_image(cfg: WorldConfig, i: int) -> list[tuple]:
+    """Image i of the training stream: a `captions` pair and a `vqa` question, plus every second image a `caption`
+    or `place` sample and every third a `dialogue`."""
+    rng = random.Random(f"{cfg.seed}/images/{i}")
+    category = IMAGE_CATEGORIES[i % len(IMAGE_CATEGORIES)]  # categories evenly
+    scene, q, a = image_item(rng, category)
+    png = [_png(render_scene(scene, cfg.render_size))]
+    short, detailed = short_caption(scene), detailed_caption(scene)
+    out = [
+        _sample("captions", i, {"task": "caption_short", "answer": short, "detailed": detailed, "scene": scene},
+                png, short),
+        _sample("vqa", i, {"task": "vqa", "category": category, "question": q, "answer": a}, png),
+    ]
+    if i % 2 == 0:
+        task = rng.choice(["caption_short", "caption_detailed"])
+        out.append(_sample("caption", i, {"task": task, "answer": short if task == "caption_short" else detailed},
+                           png))
+    else:
+        out.append(_sample("place", i, {"task": "place", "answer": scene["place"]}, png))
+    if i % 3 == 0:
+        turns = [[q, a] for _, q, a in scene_questions(rng, scene, rng.randint(2, 3))]
+        if rng.random() < 0.3:
+            turns.insert(0, ["Describe the image briefly.", short])
+        out.append(_sample("dialogue", i, {"task": "dialogue", "turns": turns}, png))
+    return out
+
+
+def make_noisy(cfg: WorldConfig, i: int) -> list[tuple]:
+    """Noisy alt-text pair i (its own scene, so it adds images as well as noise, like web data)."""
+    from harness.data.scenes import sample_scene
+
+    rng = random.Random(f"{cfg.seed}/noisy/{i}")
+    scene = sample_scene(rng)
+    alt = noisy_alt_text(rng, scene)
+    return [_sample("noisy", i, {"task": "caption_short", "answer": alt}, [_png(render_scene(scene, cfg.render_size))],
+                    alt)]
+
+
+def make_video(cfg: WorldConfig, i: int) -> list[tuple]:
+    """Video i: a `video_qa` question (70% yes/no motion questions) and a `video_caption`."""
+    rng = random.Random(f"{cfg.seed}/videos/{i}")
+    category = "Action" if rng.random() < 0.7 else "Others"
+    video, q, a = video_item(rng, category, cfg.num_frames)
+    frames = [_png(f) for f in render_video(video, cfg.render_size)]
+    return [_sample("video_qa", i, {"task": "video_qa", "category": category, "question": q, "answer": a}, frames),
+            _sample("video_caption", i, {"task": "video_caption", "answer": video_caption(video)}, frames)]
+
+
+def make_text(cfg: WorldConfig, i: int) -> list[tuple]:
+    """Text document i and text-only instruction i (no image)."""
+    doc = text_document(random.Random(f"{cfg.seed}/text/{i}"))
+    q, a = text_instruction(random.Random(f"{cfg.seed}/text_instructions/{i}"))
+    return [_sample("text", i, {"task": "text", "text": doc}, txt=doc),
+            _sample("text_instructions", i, {"task": "text_instruction", "question": q, "answer": a})]
+
+
+@functools.lru_cache(maxsize=4)
+def _bench_plan(scale: int) -> tuple[tuple, ...]:
+    """(kind, args) of every benchmark item, in writing order."""
+    plan = [("openvqa_image", "openvqa_image", i, c) for i, c in enumerate(bench.category_plan(bench.OPENVQA_IMAGE))]
+    if scale >= 10:
+        plan += [("openvqa_image", "openvqa_image_10x", i, c)
+                 for i, c in enumerate(bench.category_plan(bench.OPENVQA_IMAGE, 10))]
+    plan += [("openvqa_video", "openvqa_video", i, c) for i, c in enumerate(bench.category_plan(bench.OPENVQA_VIDEO))]
+    plan += [("mme", s, j) for s in MME_SUBTASKS for j in range(bench.MME_IMAGES * scale)]
+    plan += [("probes", p, j) for p in bench.PROBES for j in range(bench.PROBE_ITEMS * scale)]
+    return tuple(plan)
+
+
+def make_bench(cfg: WorldConfig, i: int) -> list[tuple]:
+    """Benchmark item i of `_bench_plan` (its own seed stream: `bench/...`)."""
+    kind, *args = _bench_plan(cfg.benchmark_scale)[i]
+    size = cfg.render_size
+    if kind == "openvqa_image":
+        scene, meta = bench.openvqa_image_item(cfg.seed, *args, cfg.num_frames)
+        return [_sample(args[0], i, meta, [_png(render_scene(scene, size))])]
+    if kind == "openvqa_video":
+        video, meta = bench.openvqa_video_item(cfg.seed, *args, cfg.num_frames)
+        return [_sample(args[0], i, meta, [_png(f) for f in render_video(video, size)])]
+    if kind == "mme":
+        scene, metas = bench.mme_items(cfg.seed, *args)
+        png = [_png(render_scene(scene, size))]
+        return [_sample("mme", i, m, png) for m in metas]
+    scene, meta = bench.probe_item(cfg.seed, *args)
+    return [_sample("probes", i, meta, [_png(render_scene(scene, size))])]
+
+
+def _streams(cfg: WorldConfig) -> list[tuple[str, int]]:
+    return [("make_image", cfg.num_images), ("make_noisy", cfg.num_noisy), ("make_video", cfg.num_videos),
+            ("make_text", cfg.num_text), ("make_bench", len(_bench_plan(cfg.benchmark_scale)))]
+
+
+def _run_chunk(job: tuple) -> list[tuple]:
+    """Pool job: samples start..stop of one stream."""
+    maker, cfg, start, stop = job
+    fn = globals()[maker]
+    return [s for i in range(start, stop) for s in fn(cfg, i)]
+
+
+def _jobs(cfg: WorldConfig) -> list[tuple]:
+    return [(maker, cfg, a, min(a + CHUNK, n)) for maker, n in _streams(cfg) for a in range(0, n, CHUNK)]
+
+
+def _write_world(cfg: WorldConfig, digest: str, folder: Path) -> None:
+    """Generate every dataset into `folder`, train the tokenizer, then write `manifest.json` last."""
+    from harness.data.tokenizer import train_tokenizer
+
+    start = time.perf_counter()
+    writers: dict[str, ShardWriter] = {}
+    tasks: dict[str, Counter] = {}
+    categories: dict[str, Counter] = {}
+    texts: list[str] = []
+    jobs = _jobs(cfg)
+    total = sum(n for _, n in _streams(cfg))
+    if total >= PARALLEL_MIN and (os.cpu_count() or 1) > 1:
+        # fork shares the imported modules; results come back in job order, so the output is identical
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(2) as pool:
+            _consume(pool.imap(_run_chunk, jobs), folder, cfg, writers, tasks, categories, texts)
+    else:
+        _consume(map(_run_chunk, jobs), folder, cfg, writers, tasks, categories, texts)
+    for w in writers.values():
+        w.close()
+    train_tokenizer(texts).save_pretrained(folder / "tokenizer")
+    datasets = {
+        name: {"count": w.count, "shards": [f"{name}/{s}" for s in w.names],
+               "tasks": dict(sorted(tasks[name].items())), "categories": dict(sorted(categories[name].items())),
+               "role": "pretrain" if name in PRETRAIN_DATASETS else "finetune" if name in FINETUNE_DATASETS
+               else "eval"}
+        for name, w in writers.items()
+    }
     manifest = {
         "hash": digest,
         "generator": generator_config(cfg),
-        "counts": {"train": cfg.num_train, "eval": cfg.num_eval},
-        "tasks": tasks,
-        "shards": shards,
+        "datasets": datasets,
+        "counts": {name: d["count"] for name, d in datasets.items()},
+        "build_seconds": round(time.perf_counter() - start, 1),
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
 
 
-def _sample(key: str, task: str, size: int, rng: np.random.Generator) -> dict:
-    """One encoded webdataset sample: png bytes, caption text and the json with everything a reader needs."""
-    colour = list(COLOURS)[rng.integers(len(COLOURS))]
-    shape = SHAPES[rng.integers(len(SHAPES))]
-    meta = sample_meta(task, colour, shape)
-    png = io.BytesIO()
-    Image.fromarray(_render(colour, shape, size, rng)).save(png, format="PNG")
-    return {
-        "__key__": key,
-        "png": png.getvalue(),
-        "txt": meta["caption"].encode(),
-        "json": json.dumps(meta, sort_keys=True).encode(),
-    }
+def _consume(results, folder: Path, cfg: WorldConfig, writers, tasks, categories, texts) -> None:
+    """Write the samples of each finished job in order, and collect counts and the tokenizer's texts."""
+    for chunk in results:
+        for dataset, sample in chunk:
+            if dataset not in writers:
+                (folder / dataset).mkdir()
+                writers[dataset] = ShardWriter(folder / dataset, dataset, cfg.samples_per_shard)
+                tasks[dataset], categories[dataset] = Counter(), Counter()
+            meta = sample.pop("__meta__")
+            writers[dataset].write(sample)
+            tasks[dataset][meta["task"]] += 1
+            if "category" in meta:
+                categories[dataset][meta["category"]] += 1
+            texts.extend(_texts_of(meta))
 
 
-def sample_meta(task: str, colour: str, shape: str) -> dict:
-    """A sample's json: its task, the fields its question templates use, the answer and the scene."""
-    caption = f"{'an' if colour[0] in 'aeiou' else 'a'} {colour} {shape}"
-    return {
-        "task": task,
-        "question_fields": {"color": {"shape": shape}, "shape": {"colour": colour}, "caption": {}}[task],
-        "answer": {"color": colour, "shape": shape, "caption": caption}[task],
-        "caption": caption,
-        "colour": colour,
-        "shape": shape,
-    }
-
-
-def all_metas() -> list[dict]:
-    """Every sample json the generator can produce (the tokenizer is trained on all their texts)."""
-    return [sample_meta(t, c, s) for t in TASKS for c in COLOURS for s in SHAPES]
-
-
-def _render(colour: str, shape: str, size: int, rng: np.random.Generator) -> np.ndarray:
-    """An RGB uint8 image [size, size, 3] of one shape on a light noisy background."""
-    big = size * SUPERSAMPLE
-    side = rng.uniform(0.35, 0.7) * big
-    cx, cy = rng.uniform(side / 2, big - side / 2, size=2)
-    x0, y0, x1, y1 = cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2
-    mask = Image.new("L", (big, big), 0)
-    draw = ImageDraw.Draw(mask)
-    if shape == "circle":
-        draw.ellipse((x0, y0, x1, y1), fill=255)
-    elif shape == "square":
-        draw.rectangle((x0, y0, x1, y1), fill=255)
-    elif shape == "triangle":
-        draw.polygon([(cx, y0), (x1, y1), (x0, y1)], fill=255)
-    else:  # cross: a plus sign of two bars a third of the side thick
-        t = side / 6
-        draw.rectangle((cx - t, y0, cx + t, y1), fill=255)
-        draw.rectangle((x0, cy - t, x1, cy + t), fill=255)
-    alpha = np.asarray(mask.resize((size, size), Image.Resampling.BOX), dtype=np.float32)[..., None] / 255
-    background = rng.uniform(215, 250, size=3)  # light, slightly tinted
-    fill = np.clip(np.array(COLOURS[colour]) + rng.uniform(-15, 15, size=3), 0, 255)  # colour jitter
-    image = background * (1 - alpha) + fill * alpha + rng.normal(0, 5, size=(size, size, 3))
-    return np.clip(image, 0, 255).round().astype(np.uint8)
+def _texts_of(meta: dict) -> list[str]:
+    """Every text field of a sample's json (the tokenizer is trained on them)."""
+    out = [meta[k] for k in ("question", "prompt", "answer", "detailed", "text") if isinstance(meta.get(k), str)]
+    for q, a in meta.get("turns", []):
+        out += [q, a]
+    return out

@@ -1,15 +1,19 @@
-"""The model: vision encoder, connector, LLM with adapters, and which of them train."""
+"""The model: vision encoder, connector, fusion, LLM with adapters, and which of them train per stage."""
 
 from harness.model.adapters import ADAPTERS
 from harness.model.connectors import CONNECTORS
-from harness.model.freeze import apply_freeze_policy, format_freeze_table
-from harness.model.mllm import MultimodalLM, build_model
+from harness.model.freeze import apply_freeze_policy, format_freeze_table, parameter_report
+from harness.model.fusion import FUSIONS
+from harness.model.mllm import MultimodalLM, build_meta_model, build_model
 
 __all__ = [
     "ADAPTERS",
     "CONNECTORS",
+    "FUSIONS",
     "MultimodalLM",
     "apply_freeze_policy",
+    "build_meta_model",
     "build_model",
     "format_freeze_table",
+    "parameter_report",
 ]

@@ -1,8 +1,10 @@
-"""Adapters inside the LLM: Lynx's bottleneck adapters on the output of every M-th decoder block.
+"""Parameter-efficient tuning inside the LLM: Lynx's bottleneck adapters, LoRA (peft), or none.
 
-Each entry of `ADAPTERS` is a factory `(cfg: AdapterConfig, llm) -> nn.ModuleList` that inserts its adapters
-into `llm` in place and returns them. An adapter lives at `layer.adapter` (so it moves, saves and loads with
-the LLM) and a forward hook on the layer rewrites the layer's output hidden states.
+Each entry of `ADAPTERS` is a factory `(cfg: AdapterConfig, llm) -> nn.ModuleList` that inserts its adapters into
+`llm` in place and returns the modules holding their parameters (the freeze policy counts them as "adapters").
+A bottleneck adapter lives at `layer.adapter` (it moves, saves and loads with the LLM) and a forward hook on the
+layer rewrites the layer's output; LoRA is injected by peft into the attention projections, so the LLM stays a
+plain transformers model and its `generate` works unchanged.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from harness.config.schema import AdapterConfig
+from harness.errors import AblateError
 from harness.model.llm import decoder_layers
 from harness.registry import Registry
 
 ADAPTERS: Registry = Registry("adapter")
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
 class BottleneckAdapter(nn.Module):
@@ -57,6 +61,21 @@ def bottleneck(cfg: AdapterConfig, llm: PreTrainedModel) -> nn.ModuleList:
         layer.register_forward_hook(_adapter_hook)
         inserted.append(layer.adapter)
     return inserted
+
+
+@ADAPTERS.register("lora")
+def lora(cfg: AdapterConfig, llm: PreTrainedModel) -> nn.ModuleList:
+    """LoRA (rank cfg.lora_rank, alpha cfg.lora_alpha) on the q/k/v/o attention projections, via peft."""
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.tuners.lora import LoraLayer
+
+    names = {name.rsplit(".", 1)[-1] for name, _ in llm.named_modules()}
+    if not set(LORA_TARGETS) <= names:
+        raise AblateError(f"lora needs {LORA_TARGETS} projections; {type(llm).__name__} has none of them")
+    config = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, target_modules=LORA_TARGETS)
+    inject_adapter_in_model(config, llm)
+    layers = [layer for layer in llm.modules() if isinstance(layer, LoraLayer)]
+    return nn.ModuleList(m for layer in layers for m in (layer.lora_A, layer.lora_B))
 
 
 @ADAPTERS.register("none")

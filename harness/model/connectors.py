@@ -1,6 +1,7 @@
-"""Connectors: map vision tokens [B, N, vision_dim] to LLM-width visual tokens [B, Q, llm_dim].
+"""Connectors: vision tokens [B, N, vision_dim] + mask [B, N] -> LLM-width visual tokens [B, Q, llm_dim] + mask.
 
-Each entry of `CONNECTORS` is a factory `(cfg: ConnectorConfig, vision_dim, llm_dim) -> nn.Module`.
+Each entry of `CONNECTORS` is a factory `(cfg: ConnectorConfig, vision_dim, llm_dim) -> nn.Module` whose forward
+is `(x, mask) -> (tokens, mask)`; mask True = a real token (False: a padding frame or a text-only row).
 """
 
 from __future__ import annotations
@@ -15,10 +16,15 @@ from harness.registry import Registry
 CONNECTORS: Registry = Registry("connector")
 
 
-class ResamplerLayer(nn.Module):
-    """Queries cross-attend to the vision tokens (keys/values from the vision tokens only), then an FFN."""
+def key_mask(mask: torch.Tensor) -> torch.Tensor:
+    """[B, N] key mask -> [B, 1, 1, N] SDPA mask; rows with no real key attend to all (no NaN; masked later)."""
+    return (mask | ~mask.any(1, keepdim=True))[:, None, None, :]
 
-    def __init__(self, dim: int, kv_dim: int, heads: int, head_dim: int, ffn_mult: int) -> None:
+
+class CrossAttention(nn.Module):
+    """Multi-head attention of queries [B, L, dim] to keys/values [B, N, kv_dim] (pre-norm both sides)."""
+
+    def __init__(self, dim: int, kv_dim: int, heads: int, head_dim: int) -> None:
         super().__init__()
         inner = heads * head_dim
         self.heads = heads
@@ -27,17 +33,31 @@ class ResamplerLayer(nn.Module):
         self.to_q = nn.Linear(dim, inner, bias=False)
         self.to_kv = nn.Linear(kv_dim, 2 * inner, bias=False)
         self.proj = nn.Linear(inner, dim, bias=False)
-        self.norm_ffn = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Linear(ffn_mult * dim, dim))
 
-    def forward(self, q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        # q: [B, Q, dim] queries, x: [B, N, kv_dim] vision tokens
-        B, Q, _ = q.shape
+    def forward(self, q: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, L, _ = q.shape
         k, v = self.to_kv(self.norm_kv(x)).chunk(2, dim=-1)  # each [B, N, inner]
-        split = lambda t: t.view(B, t.shape[1], self.heads, -1).transpose(1, 2)  # noqa: E731  [B, h, L, hd]
-        out = F.scaled_dot_product_attention(split(self.to_q(self.norm_q(q))), split(k), split(v))
-        q = q + self.proj(out.transpose(1, 2).reshape(B, Q, -1))
-        return q + self.ffn(self.norm_ffn(q))
+        split = lambda t: t.view(B, t.shape[1], self.heads, -1).transpose(1, 2)  # noqa: E731  [B, h, *, hd]
+        out = F.scaled_dot_product_attention(split(self.to_q(self.norm_q(q))), split(k), split(v), key_mask(mask))
+        return self.proj(out.transpose(1, 2).reshape(B, L, -1))
+
+
+def ffn(dim: int, mult: int) -> nn.Sequential:
+    """Pre-norm GELU feed-forward, dim -> mult*dim -> dim."""
+    return nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, mult * dim), nn.GELU(), nn.Linear(mult * dim, dim))
+
+
+class ResamplerLayer(nn.Module):
+    """Queries cross-attend to the vision tokens (keys/values from the vision tokens only), then an FFN."""
+
+    def __init__(self, dim: int, kv_dim: int, heads: int, head_dim: int, ffn_mult: int) -> None:
+        super().__init__()
+        self.attn = CrossAttention(dim, kv_dim, heads, head_dim)
+        self.ffn = ffn(dim, ffn_mult)
+
+    def forward(self, q: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        q = q + self.attn(q, x, mask)  # q [B, Q, dim], x [B, N, kv_dim]
+        return q + self.ffn(q)
 
 
 class Resampler(nn.Module):
@@ -47,16 +67,26 @@ class Resampler(nn.Module):
         super().__init__()
         self.queries = nn.Parameter(torch.randn(cfg.num_queries, llm_dim) * 0.02)
         self.layers = nn.ModuleList(
-            ResamplerLayer(llm_dim, vision_dim, cfg.heads, cfg.head_dim, cfg.ffn_mult)
-            for _ in range(cfg.depth)
+            ResamplerLayer(llm_dim, vision_dim, cfg.heads, cfg.head_dim, cfg.ffn_mult) for _ in range(cfg.depth)
         )
         self.norm = nn.LayerNorm(llm_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q = self.queries.expand(x.shape[0], -1, -1)  # [B, Q, llm_dim]
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        q = self.queries.expand(x.shape[0], -1, -1).to(x.dtype)  # [B, Q, llm_dim]
         for layer in self.layers:
-            q = layer(q, x)
-        return self.norm(q)
+            q = layer(q, x, mask)
+        return self.norm(q), mask.any(1, keepdim=True).expand(-1, q.shape[1])  # a row without tokens: all masked
+
+
+class PerToken(nn.Module):
+    """Apply `net` to every vision token: Q = N, the mask passes through."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net(x), mask
 
 
 @CONNECTORS.register("resampler")
@@ -68,10 +98,10 @@ def resampler(cfg: ConnectorConfig, vision_dim: int, llm_dim: int) -> nn.Module:
 @CONNECTORS.register("linear")
 def linear(cfg: ConnectorConfig, vision_dim: int, llm_dim: int) -> nn.Module:
     """One Linear applied to every vision token: Q = N."""
-    return nn.Linear(vision_dim, llm_dim)
+    return PerToken(nn.Linear(vision_dim, llm_dim))
 
 
 @CONNECTORS.register("mlp")
 def mlp(cfg: ConnectorConfig, vision_dim: int, llm_dim: int) -> nn.Module:
-    """LLaVA-1.5's two-layer MLP on every vision token: Q = N."""
-    return nn.Sequential(nn.Linear(vision_dim, llm_dim), nn.GELU(), nn.Linear(llm_dim, llm_dim))
+    """LLaVA-1.5's two-layer GELU MLP on every vision token: Q = N."""
+    return PerToken(nn.Sequential(nn.Linear(vision_dim, llm_dim), nn.GELU(), nn.Linear(llm_dim, llm_dim)))

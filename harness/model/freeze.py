@@ -1,39 +1,65 @@
-"""Which components train: requires_grad per component from the config, and a table of parameter counts."""
+"""Which components train in a stage, per-component parameter counts, and the paper-scale parameter report.
+
+Components: vision, connector, fusion (cross-attention blocks), llm (without its adapters), adapters
+(bottleneck or LoRA), frames (video frame embedding). Connector, fusion, adapters and frames always train; the
+LLM trains when `stage.train_llm`, the vision encoder when `stage.train_vision`.
+"""
 
 from __future__ import annotations
 
-from harness.config.schema import ModelConfig
-from harness.model.mllm import MultimodalLM
+from torch import nn
+
+from harness.config.schema import ModelConfig, StageConfig
+from harness.model.mllm import MultimodalLM, build_meta_model
+
+COMPONENTS = ("vision", "connector", "fusion", "llm", "adapters", "frames")
 
 
-def apply_freeze_policy(model: MultimodalLM, cfg: ModelConfig) -> list[dict]:
-    """Set requires_grad per component; return rows {component, trainable, params, trainable_params}."""
-    flags = {
-        "vision": cfg.vision.trainable,
-        "connector": cfg.connector.trainable,
-        "llm": cfg.llm.trainable,
-        "adapters": cfg.adapter.trainable,
+def component_parameters(model: MultimodalLM) -> dict[str, list[nn.Parameter]]:
+    """Disjoint parameter lists per component (tied weights once)."""
+    adapters = list({id(p): p for m in model.adapter_modules for p in m.parameters()}.values())
+    inside = {id(p) for p in adapters}
+    return {
+        "vision": list(model.vision.parameters()),
+        "connector": list(model.connector.parameters()),
+        "fusion": list(model.fusion.parameters()),
+        "llm": [p for p in model.llm.parameters() if id(p) not in inside],
+        "adapters": adapters,
+        "frames": list(model.frames.parameters()),
     }
+
+
+def stage_flags(stage: StageConfig) -> dict[str, bool]:
+    """Whether each component trains in `stage`."""
+    return {"vision": stage.train_vision, "connector": True, "fusion": True, "llm": stage.train_llm,
+            "adapters": True, "frames": True}
+
+
+def apply_freeze_policy(model: MultimodalLM, model_cfg: ModelConfig, stage: StageConfig) -> list[dict]:
+    """Set requires_grad per component for `stage`; rows {component, trainable, params, trainable_params}."""
+    flags = stage_flags(stage)
     rows = []
-    # Adapters sit inside the LLM's layers, but components() keeps the groups disjoint: order is irrelevant.
-    for name, modules in model.components().items():
-        params = list({id(p): p for m in modules for p in m.parameters()}.values())  # tied weights count once
+    for name, params in component_parameters(model).items():
         for p in params:
             p.requires_grad_(flags[name])
         n = sum(p.numel() for p in params)
-        rows.append(
-            {"component": name, "trainable": flags[name], "params": n, "trainable_params": n * flags[name]}
-        )
+        rows.append({"component": name, "trainable": flags[name], "params": n, "trainable_params": n * flags[name]})
     return rows
 
 
 def format_freeze_table(rows: list[dict]) -> list[str]:
     """One line per component, e.g. `vision     frozen       0.10M params`, then a total line."""
-    lines = []
-    for r in rows:
-        state = "trainable" if r["trainable"] else "frozen"
-        lines.append(f"{r['component']:<10} {state:<10} {r['params'] / 1e6:6.2f}M params")
-    total = sum(r["params"] for r in rows)
-    trainable = sum(r["trainable_params"] for r in rows)
-    lines.append(f"{'total':<10} {'':<10} {total / 1e6:6.2f}M params, {trainable / 1e6:.2f}M trainable")
+    lines = [f"{r['component']:<10} {'trainable' if r['trainable'] else 'frozen':<10} {r['params'] / 1e6:9.2f}M params"
+             for r in rows]
+    total, trainable = sum(r["params"] for r in rows), sum(r["trainable_params"] for r in rows)
+    lines.append(f"{'total':<10} {'':<10} {total / 1e6:9.2f}M params, {trainable / 1e6:.2f}M trainable")
     return lines
+
+
+def parameter_report(cfg: ModelConfig, vocab_size: int, stage: StageConfig | None = None) -> list[dict]:
+    """Per-component params / trainable params of `cfg` built on the meta device (seconds, no memory).
+
+    `stage` (default: a finetune stage with LLM and vision frozen) decides what trains. Unresolved or missing
+    sources are built from the config's sizes; a local folder's config.json decides when it exists.
+    """
+    return apply_freeze_policy(build_meta_model(cfg, vocab_size), cfg, stage or StageConfig())

@@ -1,38 +1,41 @@
-"""The language model: a transformers causal LM from a local folder, or random-init from the config."""
+"""The language model: any transformers causal LM from a local folder, or random-init from the config sizes.
+
+`LLMConfig.source` arrives resolved (`harness.zoo.resolve_source`): "random" or a local `save_pretrained` folder.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
 from harness.config.schema import LLMConfig
 from harness.errors import AblateError
 
 
-def build_llm(
-    cfg: LLMConfig, vocab_size: int, pad_token_id: int, bos_token_id: int, eos_token_id: int
-) -> PreTrainedModel:
-    """Load `cfg.path` (local files only) or build `cfg.arch` at the configured sizes with random weights."""
-    if cfg.path:
-        folder = Path(cfg.path)
-        if not (folder / "config.json").is_file():
-            what = "has no config.json" if folder.is_dir() else "does not exist"
-            raise AblateError(
-                f"model.llm.path {folder} {what}; it must be a local save_pretrained folder "
-                "(nothing is downloaded)"
-            )
-        llm = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True)
-        if llm.get_input_embeddings().num_embeddings < vocab_size:
-            raise AblateError(
-                f"model.llm.path {folder} has {llm.get_input_embeddings().num_embeddings} token embeddings "
-                f"but the tokenizer has {vocab_size} tokens"
-            )
-        return llm
-    config = AutoConfig.for_model(
+def llm_folder(source: str) -> Path | None:
+    """The checked local folder of a resolved source, or None for "random"."""
+    if source in ("", "random"):
+        return None
+    if source.startswith("zoo:"):
+        raise AblateError(f"model.llm.source '{source}' must be resolved first (harness.zoo.resolve_source)")
+    folder = Path(source)
+    if not (folder / "config.json").is_file():
+        what = "has no config.json" if folder.is_dir() else "does not exist"
+        raise AblateError(
+            f"model.llm.source {folder} {what}; it must be a local save_pretrained folder (nothing is downloaded)"
+        )
+    return folder
+
+
+def llm_config(cfg: LLMConfig, vocab_size: int, pad_token_id: int, bos_token_id: int, eos_token_id: int):
+    """A transformers config for `cfg.arch` at the configured sizes; vocab: cfg.vocab_size, else the tokenizer's."""
+    if cfg.vocab_size is not None and cfg.vocab_size < vocab_size:
+        raise AblateError(f"model.llm.vocab_size {cfg.vocab_size} is smaller than the tokenizer's {vocab_size} tokens")
+    return AutoConfig.for_model(
         cfg.arch,
-        vocab_size=vocab_size,
+        vocab_size=cfg.vocab_size or vocab_size,
         hidden_size=cfg.hidden_size,
         intermediate_size=cfg.intermediate_size,
         num_hidden_layers=cfg.num_layers,
@@ -44,6 +47,31 @@ def build_llm(
         eos_token_id=eos_token_id,
         tie_word_embeddings=False,
     )
+
+
+def build_llm(
+    cfg: LLMConfig, vocab_size: int, pad_token_id: int, bos_token_id: int, eos_token_id: int
+) -> PreTrainedModel:
+    """Load the local folder `cfg.source` (local files only) or build `cfg.arch` with random weights."""
+    folder = llm_folder(cfg.source)
+    if folder is None:
+        return AutoModelForCausalLM.from_config(llm_config(cfg, vocab_size, pad_token_id, bos_token_id, eos_token_id))
+    llm = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True)
+    if llm.get_input_embeddings().num_embeddings < vocab_size:
+        raise AblateError(
+            f"model.llm.source {folder} has {llm.get_input_embeddings().num_embeddings} token embeddings "
+            f"but the tokenizer has {vocab_size} tokens"
+        )
+    return llm
+
+
+def build_llm_shape(cfg: LLMConfig, vocab_size: int) -> PreTrainedModel:
+    """The LLM's architecture only (use under `torch.device("meta")`): the folder's config.json, else the sizes."""
+    folder = Path(cfg.source)
+    if cfg.source not in ("", "random") and (folder / "config.json").is_file():
+        config: PretrainedConfig = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    else:
+        config = llm_config(cfg, vocab_size, 0, 1, 2)
     return AutoModelForCausalLM.from_config(config)
 
 
@@ -56,5 +84,5 @@ def decoder_layers(llm: PreTrainedModel) -> nn.ModuleList:
                 return getattr(base, name)
     raise AblateError(
         f"cannot find the decoder layers of {type(llm).__name__} (looked for layers / h / blocks); "
-        "adapters need a LLaMA- or GPT-2-like architecture"
+        "adapters and cross-attention need a LLaMA- or GPT-2-like architecture"
     )

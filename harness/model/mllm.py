@@ -1,128 +1,98 @@
-"""The multimodal LM: vision encoder -> connector -> visual tokens prepended to the text -> LLM."""
+"""The multimodal LM: frames -> vision encoder (+ frame embedding) -> connector -> fusion -> LLM (with adapters).
+
+Batches follow docs/contracts.md: `images` [B, F, 3, H, W], `frames_mask` [B, F] (a row of all False = text only),
+`input_ids` / `attention_mask` [B, T] (right-padded for training, left-padded for generation).
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from harness.config.schema import ModelConfig
-from harness.errors import AblateError
+from harness.config.schema import GenerationConfig, ModelConfig
 from harness.model.adapters import ADAPTERS
 from harness.model.connectors import CONNECTORS
-from harness.model.llm import build_llm
-from harness.model.vision import build_vision
+from harness.model.fusion import FUSIONS
+from harness.model.llm import build_llm, build_llm_shape
+from harness.model.vision import FrameEmbedding, VisionEncoder
 
 
 class MultimodalLM(nn.Module):
-    """Prefix fusion: [visual tokens, text tokens] go into the LLM as input embeddings."""
+    """Vision encoder, frame embedding, connector, fusion and LLM; `adapter_modules` live inside the LLM."""
 
-    def __init__(
-        self, vision: nn.Module, connector: nn.Module, llm: nn.Module, adapters: nn.ModuleList
-    ) -> None:
+    def __init__(self, vision: VisionEncoder, frames: FrameEmbedding, connector: nn.Module, fusion: nn.Module,
+                 llm: nn.Module, adapters: nn.ModuleList) -> None:
         super().__init__()
         self.vision = vision
+        self.frames = frames
         self.connector = connector
+        self.fusion = fusion
         self.llm = llm
-        self.adapters = adapters  # also submodules of the LLM's layers; kept here to name and count them
+        self.adapter_modules = list(adapters)  # a plain list: their parameters are saved once, under llm.*
 
-    def embed(
-        self,
-        images: torch.Tensor,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        left_padded: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Input embeddings [B, Q+T, D] and attention mask [B, Q+T] of the visual prefix plus the text."""
+    def visual_tokens(self, images: torch.Tensor, frames_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images [B, F, 3, H, W], frames_mask [B, F] -> visual tokens [B, Q, D_llm] and their mask [B, Q]."""
+        x, mask = self.frames(self.vision, images, frames_mask)  # [B, F*N, D_vis], [B, F*N]
+        return self.connector(x, mask)
+
+    def _inputs(self, images, frames_mask, input_ids, attention_mask, left_padded: bool):
+        visual, vmask = self.visual_tokens(images, frames_mask)
         text = self.llm.get_input_embeddings()(input_ids)  # [B, T, D]
-        visual = self.connector(self.vision(images)).to(text.dtype)  # [B, Q, D]
-        embeds = torch.cat([visual, text], dim=1)
-        mask = torch.cat([attention_mask.new_ones(visual.shape[:2]), attention_mask], dim=1)
-        if left_padded:
-            # [visual, pads, prompt] -> [pads, visual, prompt]: a stable sort on the mask moves the pads first
-            # and keeps the order of everything else, so generation sees one contiguous left-padded sequence.
-            order = torch.argsort(mask, dim=1, stable=True)
-            embeds = embeds.gather(1, order[..., None].expand_as(embeds))
-            mask = mask.gather(1, order)
-        return embeds, mask
+        embeds, mask = self.fusion.inputs(visual, vmask, text, attention_mask, left_padded)
+        return visual, vmask, embeds, mask
 
-    def forward(
-        self,
-        images: torch.Tensor,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        labels: torch.Tensor | None = None,
-    ) -> CausalLMOutputWithPast:
-        """Training forward on right-padded text; `.logits` [B, T, V] align with `input_ids` (visuals cut)."""
-        embeds, mask = self.embed(images, input_ids, attention_mask)
-        q = embeds.shape[1] - input_ids.shape[1]
-        if labels is not None:
-            ignore = labels.new_full((labels.shape[0], q), -100)  # no loss on the visual positions
-            labels = torch.cat([ignore, labels], dim=1)
-        out = self.llm(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False)
+    def forward(self, images: torch.Tensor, frames_mask: torch.Tensor, input_ids: torch.Tensor,
+                attention_mask: torch.Tensor, labels: torch.Tensor | None = None) -> CausalLMOutputWithPast:
+        """Training forward on right-padded text; `.logits` [B, T, V] align with `input_ids` (visual positions cut)."""
+        visual, vmask, embeds, mask = self._inputs(images, frames_mask, input_ids, attention_mask, False)
+        q = embeds.shape[1] - input_ids.shape[1]  # prefix length (0 for cross_attn)
+        if labels is not None and q:
+            labels = torch.cat([labels.new_full((labels.shape[0], q), -100), labels], dim=1)  # no loss on visuals
+        # Positions count only attended tokens (as generate does), so a masked prefix does not shift the text.
+        position_ids = (mask.long().cumsum(1) - 1).clamp(min=0)
+        with self.fusion.attach(visual, vmask):
+            out = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, labels=labels,
+                           use_cache=False)
         return CausalLMOutputWithPast(loss=out.loss, logits=out.logits[:, q:])
 
     @torch.no_grad()
-    def generate(
-        self,
-        images: torch.Tensor,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        max_new_tokens: int,
-        num_beams: int = 1,
-        eos_token_id: int | None = None,
-    ) -> list[list[int]]:
-        """Greedy / beam search on LEFT-padded prompts; returns the new token ids per item, cut before eos.
-
-        `eos_token_id=None` uses the LLM config's eos id(s).
-        """
-        eos = self.llm.config.eos_token_id if eos_token_id is None else eos_token_id
-        stops = set(eos) if isinstance(eos, list) else {eos}  # some configs list several eos ids
-        embeds, mask = self.embed(images, input_ids, attention_mask, left_padded=True)
-        # With inputs_embeds only, HF returns just the new tokens; position ids come from the mask's cumsum.
-        out = self.llm.generate(
-            inputs_embeds=embeds,
-            attention_mask=mask,
-            max_new_tokens=max_new_tokens,
-            num_beams=num_beams,
-            do_sample=False,
-            eos_token_id=eos,
-            pad_token_id=min(stops) if self.llm.config.pad_token_id is None else self.llm.config.pad_token_id,
-        )
-        result = []
-        for row in out.tolist():
-            cut = next((i for i, t in enumerate(row) if t in stops), len(row))
-            result.append(row[:cut])
-        return result
-
-    def components(self) -> dict[str, list[nn.Module]]:
-        """Disjoint parameter groups: vision, connector, llm (without its adapters) and adapters."""
-        return {
-            "vision": [self.vision],
-            "connector": [self.connector],
-            "llm": _subtrees_without(self.llm, {id(a) for a in self.adapters}),
-            "adapters": list(self.adapters),
-        }
+    def generate(self, images: torch.Tensor, frames_mask: torch.Tensor, input_ids: torch.Tensor,
+                 attention_mask: torch.Tensor, gen: GenerationConfig, eos_token_id: int) -> list[list[int]]:
+        """HF generate (no sampling) on LEFT-padded prompts; the new token ids per item, cut before eos."""
+        visual, vmask, embeds, mask = self._inputs(images, frames_mask, input_ids, attention_mask, True)
+        beams = {} if gen.num_beams <= 1 else {"num_beams": gen.num_beams, "length_penalty": gen.length_penalty}
+        ngram = {"no_repeat_ngram_size": gen.no_repeat_ngram_size} if gen.no_repeat_ngram_size > 0 else {}
+        pad = self.llm.config.pad_token_id
+        with self.fusion.attach(visual, vmask):
+            # With inputs_embeds only, HF returns just the new tokens; position ids come from the mask's cumsum.
+            out = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=gen.max_new_tokens,
+                                    do_sample=False, eos_token_id=eos_token_id,
+                                    pad_token_id=eos_token_id if pad is None else pad, **beams, **ngram)
+        return [row[: row.index(eos_token_id)] if eos_token_id in row else row for row in out.tolist()]
 
 
-def _subtrees_without(module: nn.Module, excluded: set[int]) -> list[nn.Module]:
-    """The largest submodules of `module` containing none of `excluded`: together they hold all the rest."""
-    if id(module) in excluded:
-        return []
-    if not any(id(m) in excluded for m in module.modules()):
-        return [module]
-    assert not list(module.parameters(recurse=False)), "a container of adapters holds its own parameters"
-    return [s for child in module.children() for s in _subtrees_without(child, excluded)]
-
-
-def build_model(
-    cfg: ModelConfig, vocab_size: int, pad_token_id: int, bos_token_id: int, eos_token_id: int
-) -> MultimodalLM:
-    """Build encoder, LLM, connector (vision width -> LLM width) and adapters; nothing is frozen yet."""
-    if cfg.fusion != "prefix":
-        raise AblateError(f"model.fusion '{cfg.fusion}' is not implemented; known: 'prefix'")
-    vision = build_vision(cfg.vision)
-    llm = build_llm(cfg.llm, vocab_size, pad_token_id, bos_token_id, eos_token_id)
+def _assemble(cfg: ModelConfig, vision: VisionEncoder, llm: nn.Module) -> MultimodalLM:
+    frames = FrameEmbedding(cfg.vision.max_frames, vision.out_dim)
     connector = CONNECTORS.get(cfg.connector.kind)(cfg.connector, vision.out_dim, llm.config.hidden_size)
+    fusion = FUSIONS.get(cfg.fusion.kind)(cfg.fusion, llm)
     adapters = ADAPTERS.get(cfg.adapter.kind)(cfg.adapter, llm)
-    return MultimodalLM(vision, connector, llm, adapters)
+    return MultimodalLM(vision, frames, connector, fusion, llm, adapters)
+
+
+def build_model(cfg: ModelConfig, vocab_size: int, pad_token_id: int, bos_token_id: int,
+                eos_token_id: int) -> MultimodalLM:
+    """Build the model; `cfg.vision.weights` / `cfg.llm.source` must already be resolved (a path or "random")."""
+    vision = VisionEncoder(cfg.vision, cfg.vision.weights)
+    llm = build_llm(cfg.llm, vocab_size, pad_token_id, bos_token_id, eos_token_id)
+    return _assemble(cfg, vision, llm)
+
+
+def build_meta_model(cfg: ModelConfig, vocab_size: int) -> MultimodalLM:
+    """The architecture on the meta device (no memory, no weights): a folder source's config decides, if present."""
+    weights = cfg.vision.weights if Path(cfg.vision.weights).exists() else "random"
+    with torch.device("meta"):
+        vision = VisionEncoder(cfg.vision, weights, load=False)
+        return _assemble(cfg, vision, build_llm_shape(cfg.llm, vocab_size))

@@ -1,0 +1,138 @@
+"""What a run needs before it can build a model: the world, its tokenizer, the backbone zoo, local checkpoints.
+
+Backbone sources in a config are strings: `zoo:<entry>` (the miniature zoo, built here on first use),
+`local:<name>` (a checkpoint folder named in the user's paths file) or a plain path, or `random`. Everything is
+resolved to a local path or `random` before the model is built; nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.config.files import read_yaml
+from harness.config.resolve import load_scale
+from harness.config.schema import LLMConfig, ModelConfig, RunConfig, VisionConfig
+from harness.errors import AblateError
+from harness.tracking import Store
+
+PATHS_ENV = "ABLATE_PATHS"
+DEFAULT_PATHS = Path("~/.config/ablate/paths.yaml")
+ZOO_ENTRIES = ("llm-base", "llm-instruct", "vit-large", "vit-small")
+
+
+@dataclass(frozen=True)
+class Assets:
+    """The prepared inputs of a run."""
+
+    world: Any  # harness.data.World
+    tokenizer: Any  # transformers.PreTrainedTokenizerFast
+    zoo_dir: Path | None  # None when the run uses no zoo backbone
+
+
+def uses_zoo(model: ModelConfig) -> bool:
+    return any(s.startswith("zoo:") for s in (model.llm.source, model.vision.weights))
+
+
+def paths_file() -> Path:
+    """The user's paths file: $ABLATE_PATHS, else ~/.config/ablate/paths.yaml."""
+    return Path(os.environ.get(PATHS_ENV) or DEFAULT_PATHS).expanduser()
+
+
+def resolve_local(source: str, key: str) -> str:
+    """`local:<name>` -> the folder the paths file names for it; a plain path must exist."""
+    if source == "random" or source.startswith("zoo:"):
+        return source
+    if source.startswith("local:"):
+        name = source.removeprefix("local:")
+        file = paths_file()
+        entries = read_yaml(file, f"paths file (${PATHS_ENV})") if file.is_file() else {}
+        if name not in entries:
+            raise AblateError(
+                f"{key} '{source}' needs an entry '{name}: /path/to/checkpoint' in the paths file {file} "
+                f"(set ${PATHS_ENV} to use another file); nothing is downloaded"
+            )
+        source = str(Path(str(entries[name])).expanduser())
+    if not Path(source).exists():
+        raise AblateError(f"{key}: checkpoint path does not exist: {source} (nothing is downloaded)")
+    return source
+
+
+def zoo_spec(scale: str):
+    """The ZooSpec of a scale: LM and ViT architectures from the preset's roles, budgets from its `zoo` section."""
+    from harness.config.resolve import resolve
+    from harness.zoo import ZooSpec
+
+    preset = load_scale(scale)
+    if not preset.zoo:
+        raise AblateError(f"scale '{scale}' has no miniature zoo (its backbones come from local checkpoints)")
+    # The zoo's architectures are the scale's, whatever variant asks for them: one zoo serves every variant.
+    large = resolve("lynx", scale, cli={"model.vision.size": "large"}).config.model
+    small = resolve("lynx", scale, cli={"model.vision.size": "small"}).config.model
+    return ZooSpec(llm=large.llm, vision_large=large.vision, vision_small=small.vision, **preset.zoo)
+
+
+def zoo_dir(store: Store, scale: str, spec, world) -> Path:
+    """The zoo folder for a scale's spec and world: rebuilt when either changes."""
+    blob = json.dumps({"spec": dataclasses.asdict(spec), "world": world.manifest["hash"]}, sort_keys=True, default=str)
+    return store.cache / "zoo" / f"{scale}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def prepare(config: RunConfig, store: Store, build_zoo_if_needed: bool = True) -> Assets:
+    """Build (or reuse) the world, tokenizer and, if the model uses it, the zoo for `config`."""
+    from harness.data import build_tokenizer, build_world
+
+    world = build_world(config.world, store.cache)
+    tokenizer = build_tokenizer(world)
+    folder = None
+    if uses_zoo(config.model):
+        folder = ensure_zoo(config, store, world, tokenizer) if build_zoo_if_needed else None
+    return Assets(world, tokenizer, folder)
+
+
+def ensure_zoo(config: RunConfig, store: Store, world, tokenizer, force: bool = False) -> Path:
+    """Build the scale's zoo unless a complete one exists; return its folder."""
+    from harness import zoo
+
+    spec = zoo_spec(config.scale)
+    folder = zoo_dir(store, config.scale, spec, world)
+    if force or not zoo.zoo_complete(folder):
+        texts, heldout_texts = _split(world.texts(), 0.05)
+        pairs, heldout_pairs = _split(world.caption_pairs(), 0.05, cap=400)
+        zoo.build_zoo(
+            spec, folder, tokenizer, texts=texts, dialogues=world.instruction_dialogues(), pairs=pairs,
+            heldout_texts=heldout_texts, heldout_pairs=heldout_pairs, seed=config.world.seed, store=store,
+            force=force,
+        )
+    return folder
+
+
+def _split(items, frac: float, cap: int | None = None) -> tuple[list, list]:
+    items = list(items)
+    n = max(1, int(len(items) * frac))
+    if cap:
+        n = min(n, cap)
+    return items[:-n], items[-n:]
+
+
+def concrete_model_config(model: ModelConfig, assets: Assets) -> ModelConfig:
+    """The model config with every backbone source resolved to a local path or 'random'."""
+    from harness import zoo
+
+    def concrete(source: str, key: str) -> str:
+        if source.startswith("zoo:"):
+            if assets.zoo_dir is None:
+                raise AblateError(f"{key} '{source}' needs the backbone zoo; run `ablate zoo build` first")
+            return zoo.resolve_source(source, assets.zoo_dir)
+        return resolve_local(source, key)
+
+    llm: LLMConfig = dataclasses.replace(model.llm, source=concrete(model.llm.source, "model.llm.source"))
+    vision: VisionConfig = dataclasses.replace(
+        model.vision, weights=concrete(model.vision.weights, "model.vision.weights")
+    )
+    return dataclasses.replace(model, llm=llm, vision=vision)

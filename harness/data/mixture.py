@@ -1,0 +1,87 @@
+"""Which datasets each stage trains on and with what sampling weight.
+
+Strategies (`data.sampling`): "hand" = the hand-set weights of `HAND_WEIGHTS` (as in the paper, which fixes its
+weights by hand and says they matter), "natural" = proportional to dataset size, "balanced" = equal. The data
+flags then act on top: `noisy_pretraining` adds the noisy corpus to pretraining, `text_instructions` false drops
+text-only instructions from finetuning, `video` false drops the video datasets, `vqa_weight` multiplies the VQA
+weight in finetuning, and `shards` (real LAION/CC3M-style shards) joins pretraining as the dataset `shards`.
+"""
+
+from __future__ import annotations
+
+import tarfile
+
+from harness.config.schema import DataConfig
+from harness.errors import AblateError, one_of
+
+STAGES = ("pretrain", "high_res", "finetune")
+VIDEO_DATASETS = ("video_qa", "video_caption")
+SHARDS = "shards"  # the name of the real-shard dataset in a mixture
+
+# Hand-set weights. Pretraining: mostly clean captions, a little labelled data (as Lynx mixes captioning, VQA and
+# classification into stage 1), some plain text to keep the LM's language. The noisy corpus gets a large weight
+# because the paper's noisy data (COYO-700M, DataComp-1B) dwarfs its 120M curated pairs. Finetuning: text-only
+# instructions are about 30% of the mix, as in Lynx.
+HAND_WEIGHTS = {
+    "pretrain": {"captions": 1.0, "vqa": 0.2, "place": 0.1, "text": 0.2, "video_caption": 0.2, "noisy": 4.0,
+                 SHARDS: 1.0},
+    "finetune": {"vqa": 1.0, "caption": 0.5, "place": 0.3, "dialogue": 0.5, "text_instructions": 1.3,
+                 "video_qa": 0.6, "video_caption": 0.2},
+}
+OPTIONAL = {"noisy", SHARDS}  # only present when their flag asks for them
+
+
+def stage_datasets(stage: str, data_cfg: DataConfig) -> list[str]:
+    """The dataset names a stage trains on under the data flags."""
+    if stage not in STAGES:
+        raise AblateError(f"unknown training stage '{stage}'; expected one of {one_of(STAGES)}")
+    key = "finetune" if stage == "finetune" else "pretrain"  # the high-res phase continues pretraining's mix
+    names = [n for n in HAND_WEIGHTS[key] if n not in OPTIONAL]
+    if key == "pretrain" and data_cfg.noisy_pretraining:
+        names.append("noisy")
+    if key == "pretrain" and data_cfg.shards:
+        names.append(SHARDS)
+    if not data_cfg.text_instructions:
+        names = [n for n in names if n != "text_instructions"]
+    if not data_cfg.video:
+        names = [n for n in names if n not in VIDEO_DATASETS]
+    return names
+
+
+def count_samples(shards: list[str]) -> int:
+    """Samples (distinct keys) in tar shards, read from the headers only."""
+    total = 0
+    for shard in shards:
+        try:
+            with tarfile.open(shard) as tar:
+                total += len({m.name.rsplit("/", 1)[-1].split(".", 1)[0] for m in tar.getmembers() if m.isfile()})
+        except (OSError, tarfile.TarError) as exn:
+            raise AblateError(f"cannot read webdataset shard {shard}: {exn}") from exn
+    return total
+
+
+def mixture(stage: str, data_cfg: DataConfig, world, shard_count: int | None = None) -> dict[str, float]:
+    """Normalised sampling weight per dataset name for a stage (sorted by name).
+
+    `shard_count` is the size of the real-shard dataset for "natural" sampling (counted when not given).
+    """
+    names = stage_datasets(stage, data_cfg)
+    key = "finetune" if stage == "finetune" else "pretrain"
+    if data_cfg.sampling == "hand":
+        weights = {n: HAND_WEIGHTS[key][n] for n in names}
+    elif data_cfg.sampling == "natural":
+        if SHARDS in names and shard_count is None:
+            from harness.data.shards import expand_shards
+
+            shard_count = count_samples(expand_shards(data_cfg.shards))
+        weights = {n: float(shard_count if n == SHARDS else world.size(n)) for n in names}
+    elif data_cfg.sampling == "balanced":
+        weights = dict.fromkeys(names, 1.0)
+    else:
+        raise AblateError(f"unknown data.sampling '{data_cfg.sampling}'; expected one of 'balanced', 'hand', 'natural'")
+    if key == "finetune" and "vqa" in weights:
+        weights["vqa"] *= data_cfg.vqa_weight
+    total = sum(weights.values())
+    if total <= 0:
+        raise AblateError(f"the {stage} mixture has no weight: {weights}")
+    return {n: weights[n] / total for n in sorted(weights)}

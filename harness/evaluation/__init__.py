@@ -1,0 +1,34 @@
+"""Evaluation: the benchmark loop, judges ("does the prediction imply the reference?") and scoring.
+
+`evaluate` runs the splits and returns metrics + per-item rows; `JUDGES` holds the judges by name (`rules`, the
+default, and `exact`); `scoring` turns rows into the paper's numbers (k/N per category, MME acc + acc+, probes).
+"""
+
+from harness.evaluation.benchmark import (
+    KNOWN_SPLITS,
+    evaluate,
+    generation_config,
+    read_predictions,
+    rows_to_frame,
+    write_predictions,
+)
+from harness.evaluation.judges import JUDGES, Judge, build_judge, detect_yes_no, normalise
+from harness.evaluation.scoring import format_category_table, score_mme, score_openvqa, score_probes
+
+__all__ = [
+    "JUDGES",
+    "KNOWN_SPLITS",
+    "Judge",
+    "build_judge",
+    "detect_yes_no",
+    "evaluate",
+    "format_category_table",
+    "generation_config",
+    "normalise",
+    "read_predictions",
+    "rows_to_frame",
+    "score_mme",
+    "score_openvqa",
+    "score_probes",
+    "write_predictions",
+]
