@@ -24,6 +24,8 @@ from harness.experiment import Experiment
 from harness.tracking import PARENT_TAG, Store, child_runs, experiment_id, finish, provenance, start_parent
 
 log = logging.getLogger("ablate")
+SUMMARY = (("Open-VQA image", "eval/openvqa_image/acc"), ("video", "eval/openvqa_video/acc"),
+           ("MME acc", "eval/mme/acc"))  # what a finished run's progress line shows
 
 
 @dataclass
@@ -137,7 +139,8 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
     for run, (status, metrics, reason) in results:
         if status == "done":
             outcome.finished.append(label(run))
-            log.info("  done    %-28s exact_match %.1f", label(run), metrics.get("eval/exact_match", float("nan")))
+            scores = ", ".join(f"{name} {metrics[key]:.1f}%" for name, key in SUMMARY if key in metrics)
+            log.info("  done    %-28s %s", label(run), scores)
         elif status == "busy":
             outcome.busy.append(label(run))
             log.info("  busy    %-28s (running in another process)", label(run))

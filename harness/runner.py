@@ -31,7 +31,9 @@ def quiet_libraries() -> None:
     """Keep a run's output to our own lines: Lightning's banners and known-harmless warnings say nothing useful."""
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    for pattern in (".*does not have many workers.*", ".*IterableDataset.*__len__.*", ".*treespec.*LeafSpec.*"):
+    for pattern in (".*does not have many workers.*", ".*IterableDataset.*__len__.*", ".*treespec.*LeafSpec.*",
+                    ".*module\\(s\\) in eval mode.*",  # frozen backbones stay in eval mode on purpose
+                    ".*no_repeat_ngram_size.*inputs_embeds.*"):  # known: the n-gram rule sees generated tokens only
         warnings.filterwarnings("ignore", pattern)
 
 

@@ -74,12 +74,24 @@ def metric_table(runs: pd.DataFrame, metrics: list[str], order: list[str], basel
     return pd.DataFrame(rows).to_markdown(index=False)
 
 
+# Which metrics of a non-category split a table shows, first one first (its Δ is reported).
+SPLIT_COLUMNS = {
+    "mme": ("score", "acc", "*/score"),
+    "probes": ("short_answer_words", "yes_no_compliance", "one_word_compliance", "caption_junk_rate"),
+}
+
+
 def _split_metrics(runs: pd.DataFrame, split: str) -> list[str]:
     prefix = f"{M}eval/{split}/"
-    names = [c[len(M):] for c in runs.columns if c.startswith(prefix) and runs[c].notna().any()]
+    names = [c[len(prefix):] for c in runs.columns if c.startswith(prefix) and runs[c].notna().any()]
     names = [n for n in names if not n.endswith(("/k", "/n"))]
-    totals = [n for n in names if n.count("/") == 2]  # eval/mme/total before eval/mme/<subtask>/score
-    return sorted(totals) + sorted(n for n in names if n.count("/") > 2)
+    chosen: list[str] = []
+    for pattern in SPLIT_COLUMNS.get(split, ("*",)):
+        if pattern.startswith("*"):
+            chosen += sorted(n for n in names if n.endswith(pattern[1:]) and n not in chosen)
+        elif pattern in names:
+            chosen.append(pattern)
+    return [f"eval/{split}/{n}" for n in chosen]
 
 
 def write_report(experiment: Experiment, store: Store) -> Path:

@@ -33,7 +33,7 @@ def plot_overall(runs: pd.DataFrame, order: list[str], baseline: str, path: Path
             seeds = done.loc[done["tags.ablate.variant"] == variant, column].dropna()
             ax.scatter(seeds.values, [i] * len(seeds), color="black", s=10, zorder=3)
             if pd.notna(means[variant]):
-                ax.text(means[variant] + 0.5, i, f"{means[variant]:.1f}", va="center", fontsize=8)
+                ax.text(means[variant] + 1.5, i, f"{means[variant]:.1f}", va="center", fontsize=8)
         if baseline in means and pd.notna(means[baseline]):
             ax.axvline(means[baseline], color="#444444", linestyle="--", linewidth=0.8)
         ax.set_yticks(list(y), order, fontsize=9)

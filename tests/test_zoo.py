@@ -240,3 +240,21 @@ def test_for_scale_fills_budgets_and_rejects_unknown_scales():
     assert spec.lm_steps == 7 and spec.clip_steps > 0
     with pytest.raises(AblateError, match="no zoo budgets for scale 'tinyy'.*did you mean 'tiny'"):
         ZooSpec.for_scale("tinyy", SPEC.llm, SPEC.vision_large, SPEC.vision_small)
+
+
+def test_dialogues_use_the_harness_chat_format(built):
+    from harness.zoo.lm import IGNORE_INDEX, encode_dialogue
+
+    tok = built.tokenizer
+    one = encode_dialogue(tok, [("what colour is the red square ?", "red")], 64)
+    two = encode_dialogue(tok, [("what colour is the red square ?", "red")] * 2, 64)
+    assert tok.decode(two["input_ids"]) == "<s> user : what colour is the red square ? assistant : red </s> " \
+                                           "user : what colour is the red square ? assistant : red </s>"
+    supervised = [t for t, label in zip(two["input_ids"], two["labels"], strict=True) if label != IGNORE_INDEX]
+    assert supervised == [tok.convert_tokens_to_ids("red"), tok.eos_token_id] * 2
+    assert two["input_ids"][: len(one["input_ids"])] == one["input_ids"]
+    try:
+        from harness.data.chat import encode_example
+    except ImportError:
+        return
+    assert one == encode_example(tok, "what colour is the red square ?", "red", 64)
