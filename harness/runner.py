@@ -29,6 +29,9 @@ STAGES = ("pretrain", "high_res", "finetune")
 
 def quiet_libraries() -> None:
     """Keep a run's output to our own lines: Lightning's banners and known-harmless warnings say nothing useful."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars for every local checkpoint
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*does not have many workers.*", ".*IterableDataset.*__len__.*", ".*treespec.*LeafSpec.*",
