@@ -235,11 +235,13 @@ def test_spec_changes_rebuild_only_the_affected_entries():
     assert entry_hashes(SPEC, 1, digests)["llm-base"] != before["llm-base"]
 
 
-def test_for_scale_fills_budgets_and_rejects_unknown_scales():
-    spec = ZooSpec.for_scale("tiny", SPEC.llm, SPEC.vision_large, SPEC.vision_small, lm_steps=7)
-    assert spec.lm_steps == 7 and spec.clip_steps > 0
-    with pytest.raises(AblateError, match="no zoo budgets for scale 'tinyy'.*did you mean 'tiny'"):
-        ZooSpec.for_scale("tinyy", SPEC.llm, SPEC.vision_large, SPEC.vision_small)
+def test_scale_presets_give_the_zoo_budgets_and_architectures():
+    from harness.assets import zoo_spec
+
+    spec = zoo_spec("tiny")  # budgets (harness/scales/tiny.yaml `zoo:`) within the 3-minute tiny limit
+    assert spec.lm_steps > 0 and spec.clip_steps > 0 and spec.vision_large.width > spec.vision_small.width
+    with pytest.raises(AblateError, match="scale 'paper' has no miniature zoo"):
+        zoo_spec("paper")
 
 
 def test_dialogues_use_the_harness_chat_format(built):

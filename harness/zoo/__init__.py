@@ -14,12 +14,11 @@ caption pairs, a tokenizer), so it does not depend on how the world generator pr
 
 from harness.zoo.build import build_zoo
 from harness.zoo.entries import ENTRIES, MANIFEST, describe_zoo, resolve_source, verify_entry, zoo_complete
-from harness.zoo.spec import ZOO_BUDGETS, ZooSpec
+from harness.zoo.spec import ZooSpec
 
 __all__ = [
     "ENTRIES",
     "MANIFEST",
-    "ZOO_BUDGETS",
     "ZooSpec",
     "build_zoo",
     "describe_zoo",

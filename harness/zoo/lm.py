@@ -11,10 +11,11 @@ import math
 from collections.abc import Sequence
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from harness.config.schema import LLMConfig
 from harness.errors import AblateError
+from harness.model.llm import llm_config
 
 try:  # the chat format shared with the multimodal finetuning and evaluation
     from harness.data.chat import IGNORE_INDEX, encode_example
@@ -43,23 +44,9 @@ def special_ids(tokenizer) -> tuple[int, int, int]:
 
 
 def new_lm(cfg: LLMConfig, tokenizer) -> PreTrainedModel:
-    """A randomly initialised causal LM of `cfg.arch` at the configured sizes (mirrors harness.model.llm)."""
+    """A randomly initialised causal LM of `cfg.arch`, built exactly as the harness builds a random-init LLM."""
     pad, bos, eos = special_ids(tokenizer)
-    config = AutoConfig.for_model(
-        cfg.arch,
-        vocab_size=len(tokenizer),
-        hidden_size=cfg.hidden_size,
-        intermediate_size=cfg.intermediate_size,
-        num_hidden_layers=cfg.num_layers,
-        num_attention_heads=cfg.num_heads,
-        num_key_value_heads=cfg.num_heads,
-        max_position_embeddings=cfg.max_positions,
-        pad_token_id=pad,
-        bos_token_id=bos,
-        eos_token_id=eos,
-        tie_word_embeddings=False,
-    )
-    return AutoModelForCausalLM.from_config(config)
+    return AutoModelForCausalLM.from_config(llm_config(cfg, len(tokenizer), pad, bos, eos))
 
 
 def pack(tokenizer, texts: Sequence[str], seq_len: int) -> torch.Tensor:

@@ -18,24 +18,12 @@ from typing import Any, Literal
 from PIL import Image
 
 from harness.config.schema import LLMConfig, VisionConfig
-from harness.errors import AblateError, did_you_mean, one_of
 
 # Bump when training code or saved formats change in a way that should rebuild existing zoos.
 ZOO_VERSION = 1
 
 LLM_ARCH_FIELDS = ("arch", "hidden_size", "intermediate_size", "num_layers", "num_heads", "max_positions")
 VISION_ARCH_FIELDS = ("model", "image_size", "patch_size", "width", "depth", "heads")
-
-# Default budgets per scale, chosen so the whole zoo builds within the issue's time limits on a 2-core CPU
-# (tiny: < 3 min, small: < 12 min) while reaching a clearly better-than-random LM and ViT.
-ZOO_BUDGETS: dict[str, dict[str, Any]] = {
-    # tiny: fp32, because autocast's casts cost more than they save on matmuls this small (measured ~1.5x).
-    "tiny": dict(lm_steps=500, instruct_steps=250, clip_steps=300, batch_size=32, lr=2e-3, seq_len=64,
-                 clip_batch_size=128, clip_lr=1e-3, precision="fp32"),
-    "small": dict(lm_steps=800, instruct_steps=300, clip_steps=350, batch_size=32, lr=1.5e-3, seq_len=64,
-                  clip_batch_size=64, clip_lr=1e-3, precision="bf16"),
-}
-
 
 @dataclass
 class ZooSpec:
@@ -57,17 +45,6 @@ class ZooSpec:
     # torch threads while building (0 = leave torch's setting). One thread: with two, OpenMP's spin-waiting
     # made steps 5-20x slower whenever other processes shared this 2-core machine; alone it is ~1.5x faster.
     threads: int = 1
-
-    @classmethod
-    def for_scale(
-        cls, scale: str, llm: LLMConfig, vision_large: VisionConfig, vision_small: VisionConfig, **overrides: Any
-    ) -> ZooSpec:
-        """The spec with the default budgets of `scale` ('tiny', 'small'), optionally overridden."""
-        if scale not in ZOO_BUDGETS:
-            raise AblateError(f"no zoo budgets for scale '{scale}'{did_you_mean(scale, ZOO_BUDGETS)}; "
-                              f"known: {one_of(ZOO_BUDGETS)}")
-        return cls(llm=llm, vision_large=vision_large, vision_small=vision_small,
-                   **{**ZOO_BUDGETS[scale], **overrides})
 
     def params(self) -> dict[str, Any]:
         """The spec as flat `key: value` pairs (MLflow params)."""
