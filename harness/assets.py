@@ -63,6 +63,12 @@ def resolve_local(source: str, key: str) -> str:
     return source
 
 
+def check_sources(model: ModelConfig) -> None:
+    """Fail now, before anything is written, on a local checkpoint source that does not exist."""
+    resolve_local(model.llm.source, "model.llm.source")
+    resolve_local(model.vision.weights, "model.vision.weights")
+
+
 def zoo_spec(scale: str):
     """The ZooSpec of a scale: LM and ViT architectures from the preset's roles, budgets from its `zoo` section."""
     from harness.config.resolve import resolve

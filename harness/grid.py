@@ -93,7 +93,11 @@ def prepare_assets(runs: list[ResolvedRun], store: Store) -> None:
 
 def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None) -> GridOutcome:
     """Resolve, then train and evaluate every missing run of `experiment` into `store`."""
+    from harness.assets import check_sources
+
     runs = experiment.expand(cli)  # every config is validated before anything is written
+    for run in runs:
+        check_sources(run.config.model)
     client = store.create()
     exp_id = experiment_id(client, store, experiment.name)
     parent_id = start_parent(client, exp_id, experiment.name, tags={

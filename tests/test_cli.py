@@ -83,6 +83,21 @@ def test_bad_cli_override(capsys, tmp_path):
     assert code == 2 and "data.prompts must be one of 'diverse', 'fixed', got 'divers'" in err
 
 
+def test_missing_checkpoint_path_fails_before_anything_is_written(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "--out", str(tmp_path / "o"), "grid", "run", str(REPO / "experiments/smoke.yaml"),
+                           "model.llm.source=/models/nothing")
+    assert code == 2 and "model.llm.source: checkpoint path does not exist: /models/nothing" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_local_source_without_a_paths_entry_names_the_file(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("ABLATE_PATHS", str(tmp_path / "paths.yaml"))
+    (tmp_path / "paths.yaml").write_text("llm-base: /somewhere\n")
+    code, _, err = run_cli(capsys, "--out", str(tmp_path / "o"), "grid", "run", str(REPO / "experiments/smoke.yaml"),
+                           "model.llm.source=local:llm-instruct")
+    assert code == 2 and "needs an entry 'llm-instruct: /path/to/checkpoint' in the paths file" in err
+
+
 def test_report_without_store_is_a_clear_error(capsys, tmp_path):
     code, _, err = run_cli(capsys, "--out", str(tmp_path / "none"), "report", str(REPO / "experiments/smoke.yaml"))
     assert code == 2 and "no MLflow store" in err
