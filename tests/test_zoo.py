@@ -245,7 +245,7 @@ def test_scale_presets_give_the_zoo_budgets_and_architectures():
 
 
 def test_dialogues_use_the_harness_chat_format(built):
-    from harness.zoo.lm import IGNORE_INDEX, encode_dialogue
+    from harness.data.chat import IGNORE_INDEX, encode_dialogue, encode_example
 
     tok = built.tokenizer
     one = encode_dialogue(tok, [("what colour is the red square ?", "red")], 64)
@@ -255,8 +255,4 @@ def test_dialogues_use_the_harness_chat_format(built):
     supervised = [t for t, label in zip(two["input_ids"], two["labels"], strict=True) if label != IGNORE_INDEX]
     assert supervised == [tok.convert_tokens_to_ids("red"), tok.eos_token_id] * 2
     assert two["input_ids"][: len(one["input_ids"])] == one["input_ids"]
-    try:
-        from harness.data.chat import encode_example
-    except ImportError:
-        return
     assert one == encode_example(tok, "what colour is the red square ?", "red", 64)

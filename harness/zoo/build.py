@@ -20,6 +20,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
+from harness.data.chat import encode_dialogue
 from harness.errors import AblateError
 from harness.tracking import Store, experiment_id, finish, log_batch, log_metric_series, provenance
 from harness.zoo import clip, lm
@@ -155,7 +156,7 @@ class _Context:
 
     def _heldout(self) -> tuple[torch.Tensor, list[dict]]:
         blocks = lm.pack(self.tok, self.heldout_texts, self.spec.seq_len)
-        dialogues = [lm.encode_dialogue(self.tok, d, self.spec.seq_len) for d in self.heldout_dialogues]
+        dialogues = [encode_dialogue(self.tok, d, self.spec.seq_len) for d in self.heldout_dialogues]
         return blocks, dialogues
 
     def _lm_quality(self, model, blocks: torch.Tensor, dialogues: list[dict]) -> dict[str, float]:
@@ -187,7 +188,7 @@ class _Context:
             raise AblateError(f"zoo entry llm-base at {base} is not complete; llm-instruct is built from it")
         # Loaded through the same path a real local checkpoint takes.
         model = AutoModelForCausalLM.from_pretrained(str(base), local_files_only=True)
-        examples = [lm.encode_dialogue(self.tok, d, self.spec.seq_len) for d in self.dialogues]
+        examples = [encode_dialogue(self.tok, d, self.spec.seq_len) for d in self.dialogues]
         examples = [e for e in examples if any(x != lm.IGNORE_INDEX for x in e["labels"])]
         if not examples:
             raise AblateError(f"no dialogue has an assistant token within seq_len={self.spec.seq_len}")

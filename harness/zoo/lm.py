@@ -14,22 +14,9 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from harness.config.schema import LLMConfig
+from harness.data.chat import IGNORE_INDEX
 from harness.errors import AblateError
 from harness.model.llm import llm_config
-
-try:  # the chat format shared with the multimodal finetuning and evaluation
-    from harness.data.chat import IGNORE_INDEX, encode_example
-except Exception:  # noqa: BLE001  (any failure of the data package's imports, e.g. mid-rewrite of the world)
-    # The same Vicuna-style format, so the zoo never depends on the world generator importing cleanly.
-    IGNORE_INDEX = -100
-
-    def encode_example(tokenizer, question: str, answer: str, max_len: int) -> dict[str, list[int]]:
-        """`<s> USER: {q} ASSISTANT: {a}</s>`, labels only on the answer and eos."""
-        prompt = [tokenizer.bos_token_id, *tokenizer.encode(f"USER: {question} ASSISTANT:", add_special_tokens=False)]
-        answer_ids = [*tokenizer.encode(f" {answer}", add_special_tokens=False), tokenizer.eos_token_id]
-        labels = [IGNORE_INDEX] * len(prompt) + answer_ids
-        return {"input_ids": (prompt + answer_ids)[:max_len], "labels": labels[:max_len]}
-
 
 EVAL_BATCH = 64
 
@@ -59,18 +46,6 @@ def pack(tokenizer, texts: Sequence[str], seq_len: int) -> torch.Tensor:
     if n == 0:
         raise AblateError(f"the zoo's LM texts hold {len(stream)} tokens, fewer than one sequence of {seq_len}")
     return torch.tensor(stream[: n * seq_len]).view(n, seq_len)
-
-
-def encode_dialogue(tokenizer, turns: Sequence[tuple[str, str]], max_len: int) -> dict[str, list[int]]:
-    """A multi-turn dialogue as consecutive chat examples: `<s> USER: q1 ASSISTANT: a1</s>USER: q2 ...`."""
-    input_ids: list[int] = []
-    labels: list[int] = []
-    for i, (question, answer) in enumerate(turns):
-        ex = encode_example(tokenizer, question, answer, max_len=1 << 30)
-        start = 0 if i == 0 else 1  # later turns continue the sequence, without another bos
-        input_ids += ex["input_ids"][start:]
-        labels += ex["labels"][start:]
-    return {"input_ids": input_ids[:max_len], "labels": labels[:max_len]}
 
 
 def collate(examples: Sequence[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
