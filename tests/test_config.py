@@ -71,6 +71,13 @@ def test_unknown_component_name_is_rejected_after_merge():
         resolve("lynx", cli={"model.connector.kind": "resampeler"})
 
 
+def test_unknown_eval_split_and_judge_fail_at_resolution():
+    with pytest.raises(ConfigError, match=r"eval\.splits: unknown evaluation split 'openvqa_imgae' \(did you mean 'openvqa_image'\?\)"):
+        resolve("lynx", cli={"eval.splits": "openvqa_imgae,mme"})
+    with pytest.raises(ConfigError, match=r"eval\.judge: unknown judge 'rule'"):
+        resolve("lynx", cli={"eval.judge": "rule"})
+
+
 def test_cross_field_rule_is_checked():
     with pytest.raises(ConfigError, match="hidden_size must be divisible by model.llm.num_heads"):
         resolve("lynx", cli={"model.llm.num_heads": 5})

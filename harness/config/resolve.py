@@ -21,7 +21,7 @@ from typing import Any
 from harness.config.files import read_yaml
 from harness.config.schema import RunConfig
 from harness.config.validate import build, check_layer, flatten, to_flat_dict
-from harness.errors import ConfigError, did_you_mean, one_of
+from harness.errors import AblateError, ConfigError, did_you_mean, one_of
 from harness.variant import Variant, lineage
 
 SCALES_DIR = Path(__file__).resolve().parent.parent / "scales"
@@ -170,13 +170,20 @@ def changed_keys(run: ResolvedRun, baseline: ResolvedRun) -> list[str]:
 
 def check_consistency(config: RunConfig) -> None:
     """Rules that involve several keys or a component registry."""
-    from harness.model import ADAPTERS, CONNECTORS, FUSIONS  # deferred: importing the model pulls in torch
+    from harness.evaluation import JUDGES  # deferred: these pull in torch
+    from harness.evaluation.benchmark import parse_splits
+    from harness.model import ADAPTERS, CONNECTORS, FUSIONS
 
     m, t = config.model, config.train
+    try:
+        parse_splits(config.eval.splits)  # an unknown split must fail now, not after training
+    except AblateError as err:
+        raise ConfigError(f"eval.splits: {err}") from None
     for key, value, registry in (
         ("model.connector.kind", m.connector.kind, CONNECTORS),
         ("model.adapter.kind", m.adapter.kind, ADAPTERS),
         ("model.fusion.kind", m.fusion.kind, FUSIONS),
+        ("eval.judge", config.eval.judge, JUDGES),
     ):
         if value not in registry:
             raise ConfigError(

@@ -41,7 +41,9 @@ def parse_splits(splits: str | Iterable[str]) -> list[str]:
     """'a, b' or ['a', 'b'] -> ['a', 'b'], each checked against the known split names."""
     names = [s.strip() for s in (splits.split(",") if isinstance(splits, str) else splits) if s.strip()]
     for name in names:
-        generation_config(EvalConfig(), name)  # raises on an unknown name
+        if name not in KNOWN_SPLITS:
+            raise AblateError(f"unknown evaluation split '{name}'{did_you_mean(name, KNOWN_SPLITS)}; "
+                              f"known: {one_of(KNOWN_SPLITS)}")
     return names
 
 
