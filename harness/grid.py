@@ -12,7 +12,7 @@ import logging
 import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +91,21 @@ def prepare_assets(runs: list[ResolvedRun], store: Store) -> None:
             prepare(cfg, store)
 
 
+def _record(outcome: GridOutcome, run: ResolvedRun, result: tuple[str, dict[str, Any] | None, str]) -> None:
+    """Add a finished worker's result to the outcome and print its line."""
+    status, metrics, reason = result
+    if status == "done":
+        outcome.finished.append(label(run))
+        scores = ", ".join(f"{name} {metrics[key]:.1f}%" for name, key in SUMMARY if key in metrics)
+        log.info("  done    %-28s %s", label(run), scores)
+    elif status == "busy":
+        outcome.busy.append(label(run))
+        log.info("  busy    %-28s (running in another process)", label(run))
+    else:
+        outcome.failed[label(run)] = reason
+        log.info("  FAILED  %-28s %s", label(run), reason)
+
+
 def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None) -> GridOutcome:
     """Resolve, then train and evaluate every missing run of `experiment` into `store`."""
     from harness.assets import check_sources
@@ -135,22 +150,13 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
     started = time.perf_counter()
     if workers == 1:
-        results = [(run, _work(str(store.root), run_id, run, threads)) for run, run_id in todo]
+        for run, run_id in todo:
+            _record(outcome, run, _work(str(store.root), run_id, run, threads))
     else:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [(run, pool.submit(_work, str(store.root), run_id, run, threads)) for run, run_id in todo]
-            results = [(run, future.result()) for run, future in futures]
-    for run, (status, metrics, reason) in results:
-        if status == "done":
-            outcome.finished.append(label(run))
-            scores = ", ".join(f"{name} {metrics[key]:.1f}%" for name, key in SUMMARY if key in metrics)
-            log.info("  done    %-28s %s", label(run), scores)
-        elif status == "busy":
-            outcome.busy.append(label(run))
-            log.info("  busy    %-28s (running in another process)", label(run))
-        else:
-            outcome.failed[label(run)] = reason
-            log.info("  FAILED  %-28s %s", label(run), reason)
+            futures = {pool.submit(_work, str(store.root), run_id, run, threads): run for run, run_id in todo}
+            for future in as_completed(futures):  # report each run as it ends, not when the grid does
+                _record(outcome, futures[future], future.result())
     log.info("grid %s finished in %.0fs", experiment.name, time.perf_counter() - started)
     finish(client, parent_id, ok=outcome.ok)
     return outcome
