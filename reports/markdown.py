@@ -42,6 +42,7 @@ def category_table(runs: pd.DataFrame, split: str, order: list[str], baseline: s
     """One row per variant: per category k/N (one seed) or mean % (several), overall %, Δ vs baseline."""
     cats = categories(runs, split)
     done = runs[runs["status"] == "FINISHED"]
+    overall = summarise(runs, f"eval/{split}/acc", order)
     rows = []
     for variant in order:
         group = done[done["tags.ablate.variant"] == variant]
@@ -54,7 +55,7 @@ def category_table(runs: pd.DataFrame, split: str, order: list[str], baseline: s
                 row[cat] = f"{int(k.iloc[0])}/{int(n.iloc[0])}"
             else:
                 row[cat] = f"{100 * (k / n).mean():.1f}%"
-        row["overall %"] = _mean(summarise(runs, f"eval/{split}/acc", order), variant)
+        row["overall %"] = _mean(overall, variant)
         row[f"Δ vs {baseline}"] = _delta(runs, f"eval/{split}/acc", variant, baseline)
         if split.startswith("openvqa") and paper:
             row["paper"] = paper.get(variant, "")
@@ -64,11 +65,12 @@ def category_table(runs: pd.DataFrame, split: str, order: list[str], baseline: s
 
 def metric_table(runs: pd.DataFrame, metrics: list[str], order: list[str], baseline: str, digits: int = 1) -> str:
     """One row per variant, one column per metric (mean ± std over seeds), Δ of the first metric."""
+    stats = {metric: summarise(runs, metric, order) for metric in metrics}
     rows = []
     for variant in order:
         row = {"variant": variant}
         for metric in metrics:
-            row[metric.split("/", 2)[-1]] = _mean(summarise(runs, metric, order), variant, digits)
+            row[metric.split("/", 2)[-1]] = _mean(stats[metric], variant, digits)
         row[f"Δ {metrics[0].split('/', 2)[-1]}"] = _delta(runs, metrics[0], variant, baseline)
         rows.append(row)
     return pd.DataFrame(rows).to_markdown(index=False)
@@ -152,15 +154,16 @@ def write_report(experiment: Experiment, store: Store) -> Path:
 
 def _cost_table(runs: pd.DataFrame, order: list[str]) -> str:
     """Trainable parameters and wall-clock seconds per variant (mean over seeds)."""
+    params = {label: summarise(runs, metric, order)["mean"]
+              for label, metric in (("trainable params (M)", "params/finetune/trainable"),
+                                    ("total params (M)", "params/total"))}
+    times = [summarise(runs, f"time/{s}_s", order)["mean"] for s in ("pretrain", "high_res", "finetune", "eval")]
     rows = []
     for variant in order:
         row = {"variant": variant}
-        for label, metric, scale in (("trainable params (M)", "params/finetune/trainable", 1e6),
-                                     ("total params (M)", "params/total", 1e6)):
-            mean = summarise(runs, metric, order).loc[variant, "mean"]
-            row[label] = "—" if pd.isna(mean) else f"{mean / scale:.2f}"
-        seconds = [summarise(runs, f"time/{s}_s", order).loc[variant, "mean"] for s in ("pretrain", "high_res",
-                                                                                         "finetune", "eval")]
+        for label, means in params.items():
+            row[label] = "—" if pd.isna(means[variant]) else f"{means[variant] / 1e6:.2f}"
+        seconds = [t[variant] for t in times]
         row["train s"] = f"{sum(s for s in seconds[:3] if not pd.isna(s)):.0f}"
         row["eval s"] = "—" if pd.isna(seconds[3]) else f"{seconds[3]:.0f}"
         rows.append(row)
