@@ -23,7 +23,6 @@ from harness.tracking import Store
 
 PATHS_ENV = "ABLATE_PATHS"
 DEFAULT_PATHS = Path("~/.config/ablate/paths.yaml")
-ZOO_ENTRIES = ("llm-base", "llm-instruct", "vit-large", "vit-small")
 
 
 @dataclass(frozen=True)
@@ -89,15 +88,13 @@ def zoo_dir(store: Store, scale: str, spec, world) -> Path:
     return store.cache / "zoo" / f"{scale}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
-def prepare(config: RunConfig, store: Store, build_zoo_if_needed: bool = True) -> Assets:
+def prepare(config: RunConfig, store: Store) -> Assets:
     """Build (or reuse) the world, tokenizer and, if the model uses it, the zoo for `config`."""
     from harness.data import build_tokenizer, build_world
 
     world = build_world(config.world, store.cache)
     tokenizer = build_tokenizer(world)
-    folder = None
-    if uses_zoo(config.model):
-        folder = ensure_zoo(config, store, world, tokenizer) if build_zoo_if_needed else None
+    folder = ensure_zoo(config, store, world, tokenizer) if uses_zoo(config.model) else None
     return Assets(world, tokenizer, folder)
 
 

@@ -84,7 +84,7 @@ def _count(n: int) -> str:
 
 
 def cmd_variants_diff(args) -> int:
-    from harness.config.resolve import LABEL_KEYS, resolve
+    from harness.config.resolve import changed_keys, resolve
     from harness.config.validate import to_flat_dict
 
     run = resolve(args.name, args.scale)
@@ -93,7 +93,7 @@ def cmd_variants_diff(args) -> int:
         return 0
     base = resolve(run.variant.baseline, args.scale)
     new, old = to_flat_dict(run.config), to_flat_dict(base.config)
-    changed = [k for k in new if new[k] != old[k] and k not in LABEL_KEYS]
+    changed = changed_keys(run, base)
     print(f"{args.name} vs {run.variant.baseline} at scale {args.scale} ({run.variant.axis}):")
     width = max((len(k) for k in changed), default=0)
     for key in changed:

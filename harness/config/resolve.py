@@ -153,8 +153,7 @@ def verify_delta(run: ResolvedRun, baseline: ResolvedRun) -> None:
             continue
         for key in variant.flat_delta():
             allowed |= {key} | preset.derived_keys(key)
-    new, old = to_flat_dict(run.config), to_flat_dict(baseline.config)
-    stray = [k for k in new if new[k] != old[k] and k not in allowed and k not in LABEL_KEYS]
+    stray = [k for k in changed_keys(run, baseline) if k not in allowed]
     if stray:
         raise ConfigError(
             f"variant '{run.variant.name}' differs from its baseline '{baseline.variant.name}' outside its delta "
