@@ -50,6 +50,8 @@ def run_tags(resolved: ResolvedRun) -> dict[str, str]:
         "ablate.baseline": variant.baseline or "",
         "ablate.delta": json.dumps(variant.flat_delta(), sort_keys=True),
         "ablate.paper": variant.paper or "",
+        "ablate.paper_scores": json.dumps(variant.paper_scores, sort_keys=True),
+        "ablate.mechanism": variant.mechanism or "",
         "ablate.scale": cfg.scale,
         "ablate.seed": str(cfg.seed),
         "ablate.config_hash": resolved.hash,
@@ -105,6 +107,8 @@ def _train_and_evaluate(
     import torch
 
     from harness.data import WorldDataModule
+    from harness.evaluation.benchmark import parse_splits
+    from harness.features import stage_features
     from harness.model import apply_freeze_policy
     from harness.model.freeze import format_freeze_table
     from harness.training import MlflowMetrics, MultimodalModule
@@ -127,11 +131,16 @@ def _train_and_evaluate(
     data = WorldDataModule(assets.world, cfg.data, assets.tokenizer, image_size=eval_size,
                            batch_size=cfg.train.batch_size, seed=cfg.seed)
     metrics: dict[str, Any] = {}
-    freeze_report, step_offset, trained = [], 0, set()
+    freeze_report, step_offset, trained, feature_log = [], 0, set(), {}
     for name in STAGES:
         stage: StageConfig = getattr(cfg.train, name)
         if stage.steps == 0:
             continue
+        size = stage_image_size(cfg, stage)
+        feature_log[name] = stage_features(
+            store.cache / "features", model, data, name, list(data.mixture(name)), size, cfg.train.precision,
+            cfg.train.feature_cache, stage.train_vision, any(k.startswith("vision.") for k in trained))
+        log.info("[%s %s] vision features: %s", cfg.variant, name, feature_log[name])
         rows = apply_freeze_policy(model, model_cfg, stage)
         trained |= {n for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
         lines = format_freeze_table(rows)
@@ -150,13 +159,17 @@ def _train_and_evaluate(
             enable_model_summary=False, callbacks=[callback],
         )
         started = time.perf_counter()
-        trainer.fit(module, train_dataloaders=data.stage_dataloader(name, stage_image_size(cfg, stage)))
+        trainer.fit(module, train_dataloaders=data.stage_dataloader(name, size))
         metrics[f"time/{name}_s"] = time.perf_counter() - started
         metrics[f"train/{name}/final_loss"] = callback.last_loss
         step_offset += stage.steps
     client.log_text(run_id, "\n".join(freeze_report) + "\n", "freeze_policy.txt")
     save_checkpoint(model, cfg, trained, checkpoint_dir(store, resolved.key))
     log_batch(client, run_id, tags={"ablate.checkpoint": str(checkpoint_dir(store, resolved.key))})
+    feature_log["eval"] = stage_features(
+        store.cache / "features", model, data, "eval", parse_splits(cfg.eval.splits), eval_size,
+        cfg.train.precision, cfg.train.feature_cache, False, any(k.startswith("vision.") for k in trained))
+    log_batch(client, run_id, tags={f"features.{k}": v[:5000] for k, v in feature_log.items()})
 
     eval_metrics, rows, seconds = run_benchmark(model, assets, data, cfg)
     metrics |= eval_metrics | {"time/eval_s": seconds}

@@ -70,7 +70,13 @@ def experiment_id(client: MlflowClient, store: Store, name: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    return client.create_experiment(name, artifact_location=f"{store.artifact_root}/{name}")
+    try:
+        return client.create_experiment(name, artifact_location=f"{store.artifact_root}/{name}")
+    except Exception:  # another process created it between the lookup and here
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 def find_runs(client: MlflowClient, exp_id: str, **tags: str) -> list:

@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from harness.config.schema import StageConfig
 from harness.errors import AblateError
+from harness.model.mllm import model_inputs
 from harness.tracking import log_metric_series
 
 
@@ -36,16 +37,10 @@ class MultimodalModule(L.LightningModule):
         self.weight_decay = weight_decay
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        out = self.model(
-            images=batch["images"],
-            frames_mask=batch["frames_mask"],
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            labels=batch["labels"],
-        )
+        out = self.model(**model_inputs(batch), labels=batch["labels"])
         if not torch.isfinite(out.loss):
             raise NonFiniteLoss(f"non-finite training loss ({out.loss.item()}) at step {self.global_step}")
-        self.log("train/loss", out.loss.detach(), batch_size=batch["images"].shape[0])
+        self.log("train/loss", out.loss.detach(), batch_size=batch["frames_mask"].shape[0])
         return out.loss
 
     def configure_optimizers(self):
@@ -77,7 +72,7 @@ class MlflowMetrics(L.Callback):
         self.last_loss = float("nan")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.samples += batch["images"].shape[0]
+        self.samples += batch["frames_mask"].shape[0]
         step = trainer.global_step
         self.last_loss = float(outputs["loss"].detach())
         if step % self.every == 0 or step == trainer.max_steps:

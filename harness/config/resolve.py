@@ -202,6 +202,7 @@ def check_consistency(config: RunConfig) -> None:
         (1 <= config.data.video_frames <= m.vision.max_frames,
          "data.video_frames must be between 1 and model.vision.max_frames"),
         (config.data.vqa_weight >= 0, "data.vqa_weight must not be negative"),
+        (0 <= config.data.detailed_captions <= 1, "data.detailed_captions must be a share between 0 and 1"),
         (t.pretrain.steps + t.high_res.steps + t.finetune.steps >= 1, "the stages must train at least one step"),
         (all(s.steps >= 0 for s in (t.pretrain, t.high_res, t.finetune)), "train.*.steps must not be negative"),
         (all(0.0 <= s.warmup_frac < 1.0 for s in (t.pretrain, t.high_res, t.finetune)),

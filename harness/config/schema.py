@@ -121,6 +121,9 @@ class DataConfig:
     video_frames: int = 5  # frames per video fed to the model (1 = a single frame)
     vqa_weight: float = 1.0  # multiplier on the short-answer VQA weight in finetuning
     max_text_len: int = 96  # tokens per sample (prompt + answer), longer ones are cut
+    # Share of the clean pretraining captions served as the detailed description (every object with size,
+    # position and action, the sign's text) instead of the one-line caption, as dense-caption pretraining does.
+    detailed_captions: float = 0.5
 
 
 @dataclass
@@ -148,6 +151,9 @@ class TrainConfig:
     accelerator: str = "cpu"  # Lightning accelerator: cpu | gpu | auto
     devices: int = 1
     log_every: int = 10  # steps between logged training metrics
+    # Serve a frozen vision encoder's tokens from the grid-wide cache (harness/features.py) instead of recomputing
+    # them every step; stages where the encoder trains always compute them.
+    feature_cache: bool = True
 
 
 @dataclass

@@ -11,13 +11,27 @@ from harness.data.chat import (
     encode_text,
     prompt_text,
 )
-from harness.data.datamodule import WorldDataModule, frame_indices, image_to_tensor
 from harness.data.mixture import HAND_WEIGHTS, STAGES, mixture, stage_datasets
 from harness.data.prompts import BASE, HELD_OUT, POOL, choose_prompt, held_out_prompt
-from harness.data.shards import ShardWriter, decode_sample, expand_shards, iter_samples
-from harness.data.tokenizer import build_tokenizer, train_tokenizer
 from harness.data.vocab import FORMAT_INSTRUCTIONS, NOISE_TOKENS
-from harness.data.world import GENERATOR_VERSION, World, build_world, world_hash
+
+# Imported on first use: the datamodule pulls in Lightning and torch, the world and shards webdataset and PIL,
+# the tokenizer transformers; the vocabulary and scoring code must stay importable without them.
+_WHERE = {
+    "WorldDataModule": "datamodule", "frame_indices": "datamodule", "image_to_tensor": "datamodule",
+    "ShardWriter": "shards", "decode_sample": "shards", "expand_shards": "shards", "iter_samples": "shards",
+    "build_tokenizer": "tokenizer", "train_tokenizer": "tokenizer",
+    "GENERATOR_VERSION": "world", "World": "world", "build_world": "world", "world_hash": "world",
+}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(f"harness.data.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'harness.data' has no attribute '{name}'")
+
 
 __all__ = [
     "BASE",

@@ -6,6 +6,10 @@ a seeded generator picks which dataset the next sample comes from, so every vari
 and the seed sees the same samples in the same order. Phrasings are chosen when a sample is read (prompts.py),
 seeded by run seed + sample key. Images are downsampled from the world's render size to the stage's resolution.
 Evaluation reads a split in order with the prompts baked into its items.
+
+With a frozen-feature cache attached for a resolution (`use_features`), samples at that resolution are not
+decoded at all: each image's encoder tokens come from the cache and batches carry `features` [B, F, N, D] instead
+of `images` [B, F, 3, H, W] (docs/contracts.md).
 """
 
 from __future__ import annotations
@@ -24,7 +28,13 @@ from harness.config.schema import DataConfig
 from harness.data.chat import IGNORE_INDEX, encode_dialogue, encode_example, encode_prompt, encode_text
 from harness.data.mixture import SHARDS, mixture
 from harness.data.prompts import BASE, choose_prompt
-from harness.data.shards import check_local_shard, decode_sample, expand_shards, iter_samples, shard_reader
+from harness.data.shards import (
+    check_local_shard,
+    decode_sample,
+    expand_shards,
+    image_members,
+    shard_reader,
+)
 from harness.errors import AblateError, one_of
 
 SHUFFLE_BUFFER = 1000  # raw samples held per dataset for shuffling (about one shard at the default shard size)
@@ -38,6 +48,14 @@ def image_to_tensor(img: Image.Image, image_size: int) -> torch.Tensor:
         img = img.resize((image_size, image_size), Image.Resampling.BICUBIC)
     pixels = torch.from_numpy(np.array(img, dtype=np.float32)).permute(2, 0, 1) / 255
     return (pixels - 0.5) / 0.5
+
+
+def bytes_to_tensor(data: bytes, image_size: int) -> torch.Tensor:
+    """`image_to_tensor` of an encoded (PNG/JPEG) image: the preprocessing the feature cache runs."""
+    import io
+
+    with Image.open(io.BytesIO(data)) as img:
+        return image_to_tensor(img, image_size)
 
 
 def frame_indices(available: int, wanted: int) -> list[int]:
@@ -89,6 +107,15 @@ class WorldDataModule(L.LightningDataModule):
         self.real_shards = expand_shards(data_cfg.shards) if data_cfg.shards else []
         for shard in self.real_shards:  # fail before training starts, not mid-run
             check_local_shard(shard)
+        self.features: dict[int, object] = {}  # resolution -> FeatureCache (harness.features)
+
+    def use_features(self, image_size: int, cache) -> None:
+        """Serve encoder tokens from `cache` (a warmed `harness.features.FeatureCache`) at `image_size`."""
+        self.features[image_size] = cache
+
+    def drop_features(self) -> None:
+        """Back to pixels everywhere (the encoder's weights changed, so cached tokens are stale)."""
+        self.features.clear()
 
     # ---- training -------------------------------------------------------------------------------------------
 
@@ -128,15 +155,27 @@ class WorldDataModule(L.LightningDataModule):
         keep = frame_indices(len(images), self.cfg.video_frames) if len(images) > 1 else range(len(images))
         return [image_to_tensor(images[i], image_size) for i in keep]
 
+    def visual(self, raw: dict, decoded: dict, image_size: int, cache) -> list[torch.Tensor]:
+        """A sample's frames: pixel tensors [3, H, W], or with a `cache` the encoder tokens [N, D] of each."""
+        if cache is None:
+            return self.frames(decoded["images"], image_size)
+        from harness.features import image_digest
+
+        members = image_members(raw)
+        keep = frame_indices(len(members), self.cfg.video_frames) if len(members) > 1 else range(len(members))
+        return [cache.get(image_digest(members[i])) for i in keep]
+
     def train_example(self, raw: dict, name: str, image_size: int) -> dict:
-        """Decode and tokenize one training sample: frames (list of [3,H,W]), input_ids, labels."""
-        s = decode_sample(raw)
+        """Decode and tokenize one training sample: frames (list of [3,H,W], or of [N,D] cached encoder tokens),
+        input_ids, labels."""
+        cache = self.features.get(image_size)
+        s = decode_sample(raw, images=cache is None)
         meta, key = s["json"], s["__key__"]
         task = meta.get("task") if name != SHARDS else None
         max_len = self.cfg.max_text_len
         if task is None:  # an outside caption shard (LAION/CC3M layout): txt, or a json `caption`
             answer = s["txt"] or meta.get("caption", "")
-            if not answer or not s["images"]:
+            if not answer or not image_members(raw):
                 raise AblateError(f"webdataset shard {s['__url__']}: sample '{key}' needs an image and a caption")
             prompt = choose_prompt("caption_short", self.cfg.prompts, self.seed, key)
             example = encode_example(self.tokenizer, prompt, answer, max_len)
@@ -146,33 +185,49 @@ class WorldDataModule(L.LightningDataModule):
             turns = [(choose_prompt("dialogue", self.cfg.prompts, self.seed, key, q) if t == 0 else q, a)
                      for t, (q, a) in enumerate(meta["turns"])]
             example = encode_dialogue(self.tokenizer, turns, max_len)
+        elif meta.get("more"):  # a question with follow-ups about the same image: one conversation
+            turns = [(meta["question"], meta["answer"]), *meta["more"]]
+            turns = [(choose_prompt(task, self.cfg.prompts, self.seed, key, q, turn=t), a)
+                     for t, (q, a) in enumerate(turns)]
+            example = encode_dialogue(self.tokenizer, turns, max_len)
+        elif task == "caption_short" and meta.get("detailed") and \
+                random.Random(f"{self.seed}/{key}/detail").random() < self.cfg.detailed_captions:
+            prompt = choose_prompt("caption_detailed", self.cfg.prompts, self.seed, key)
+            example = encode_example(self.tokenizer, prompt, meta["detailed"], max_len)
         elif task in BASE:
             prompt = choose_prompt(task, self.cfg.prompts, self.seed, key, meta.get("question", ""))
             example = encode_example(self.tokenizer, prompt, meta["answer"], max_len)
         else:
             raise AblateError(f"webdataset shard {s['__url__']}: sample '{key}' has unknown task '{task}'; "
                               f"expected one of {one_of([*BASE, 'text', 'dialogue'])}")
-        return {"frames": self.frames(s["images"], image_size), "image_size": image_size, **example}
+        return {"frames": self.visual(raw, s, image_size, cache), "image_size": image_size, **example}
 
     def collate_train(self, examples: list[dict]) -> dict:
-        """Right-padded batch: images [B,F,3,H,W] float32, frames_mask [B,F] bool; input_ids, attention_mask,
-        labels [B,T] int64 (labels -100 except answers + eos)."""
-        images, frames_mask = self._stack_frames([e["frames"] for e in examples], examples[0]["image_size"])
+        """Right-padded batch: images [B,F,3,H,W] float32 (or cached `features` [B,F,N,D]), frames_mask [B,F]
+        bool; input_ids, attention_mask, labels [B,T] int64 (labels -100 except answers + eos)."""
+        visual = self._stack_frames([e["frames"] for e in examples], examples[0]["image_size"])
         ids, mask = _pad([e["input_ids"] for e in examples], self.tokenizer.pad_token_id, left=False)
         labels, _ = _pad([e["labels"] for e in examples], IGNORE_INDEX, left=False)
-        return {"images": images, "frames_mask": frames_mask, "input_ids": ids, "attention_mask": mask,
-                "labels": labels}
+        return {**visual, "input_ids": ids, "attention_mask": mask, "labels": labels}
 
-    def _stack_frames(self, rows: list[list[torch.Tensor]], image_size: int | None = None):
-        """Pad frame lists to F = the most frames in the batch; text-only rows are all padding."""
+    def _stack_frames(self, rows: list[list[torch.Tensor]], image_size: int | None = None,
+                      blind: bool = False) -> dict[str, torch.Tensor]:
+        """Pad frame lists to F = the most frames in the batch; text-only rows are all padding.
+
+        Returns `images` [B,F,3,H,W] and `frames_mask` [B,F], or `features` [B,F,N,D] when the resolution is
+        served from a feature cache.
+        """
         size = image_size or self.image_size
+        cache = None if blind else self.features.get(size)
         width = max(1, max(len(row) for row in rows))
-        images = torch.zeros(len(rows), width, 3, size, size)
+        shape = tuple(cache.token_shape()) if cache is not None else (3, size, size)
+        dtype = cache.dtype if cache is not None else torch.float32
+        values = torch.zeros(len(rows), width, *shape, dtype=dtype)
         mask = torch.zeros(len(rows), width, dtype=torch.bool)
         for i, row in enumerate(rows):
             for t, frame in enumerate(row):
-                images[i, t], mask[i, t] = frame, True
-        return images, mask
+                values[i, t], mask[i, t] = frame, True
+        return {"features" if cache is not None else "images": values, "frames_mask": mask}
 
     # ---- evaluation ------------------------------------------------------------------------------------------
 
@@ -181,33 +236,35 @@ class WorldDataModule(L.LightningDataModule):
         """Batches of a benchmark split in order: left-padded prompts (no answer) plus the item lists of
         docs/contracts.md; `blind` replaces every image by an all-zero one (the image-dependence control)."""
         size = image_size or self.image_size
+        cache = None if blind else self.features.get(size)
         batch = []
-        for s in iter_samples(self.world.shards(split)):
-            batch.append(self._eval_example(s, split, size))
+        for raw in shard_reader(self.world.shards(split)):
+            batch.append(self._eval_example(raw, split, size, cache))
             if len(batch) == batch_size:
                 yield self.collate_eval(batch, blind, size)
                 batch = []
         if batch:
             yield self.collate_eval(batch, blind, size)
 
-    def _eval_example(self, s: dict, split: str, image_size: int) -> dict:
+    def _eval_example(self, raw: dict, split: str, image_size: int, cache=None) -> dict:
+        s = decode_sample(raw, images=cache is None)
         meta = s["json"]
         prompt = meta.get("prompt") or meta.get("question", "")
         ids = encode_prompt(self.tokenizer, prompt)
         if len(ids) > self.cfg.max_text_len:  # keep bos and the end ("ASSISTANT:"), where generation starts
             ids = ids[:1] + ids[len(ids) - self.cfg.max_text_len + 1:]
-        return {"frames": self.frames(s["images"], image_size), "input_ids": ids, "keys": s["__key__"],
+        return {"frames": self.visual(raw, s, image_size, cache), "input_ids": ids, "keys": s["__key__"],
                 "split": split, "category": meta.get("category", ""), "question": prompt,
                 "answer": meta.get("answer", ""), "pair_id": meta.get("pair_id", ""), "probe": meta.get("probe", "")}
 
     def collate_eval(self, examples: list[dict], blind: bool = False, image_size: int | None = None) -> dict:
         """Left-padded prompts (generation appends on the right) plus python lists of item info."""
-        images, frames_mask = self._stack_frames([e["frames"] for e in examples], image_size)
+        visual = self._stack_frames([e["frames"] for e in examples], image_size, blind)
         if blind:
-            images = torch.zeros_like(images)
+            visual["images"] = torch.zeros_like(visual["images"])
         ids, mask = _pad([e["input_ids"] for e in examples], self.tokenizer.pad_token_id, left=True)
-        return {"images": images, "frames_mask": frames_mask, "input_ids": ids, "attention_mask": mask,
-                **{f: [e[f] for e in examples] for f in EVAL_FIELDS}}
+        lists = {f: [e[f] for e in examples] for f in EVAL_FIELDS}
+        return {**visual, "input_ids": ids, "attention_mask": mask, **lists}
 
 
 def _pad(rows: list[list[int]], value: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -129,24 +129,35 @@ def shard_reader(shards: list[str], shuffle_seed: int | None = None) -> wds.WebD
     return wds.WebDataset(shards, handler=handler, empty_check=False, **shuffle).map(track)
 
 
-def decode_sample(sample: dict) -> dict:
-    """Decode a raw sample: `images` (list of PIL, frames in order; empty for text), `json` (dict), `txt` (str)."""
+def image_extensions(sample: dict) -> list[str]:
+    """The image members of a raw sample in frame order: `frame0.png`, `frame1.png`, ... or the one `png`/`jpg`."""
+    frames = sorted((int(m.group(1)), ext) for ext in sample if (m := FRAME.fullmatch(ext)))
+    return [ext for _, ext in frames] or [e for e in IMAGE_EXTENSIONS if e in sample][:1]
+
+
+def image_members(sample: dict) -> list[bytes]:
+    """The encoded bytes of a raw sample's images, in frame order (empty for a text-only sample)."""
+    return [sample[ext] for ext in image_extensions(sample)]
+
+
+def decode_sample(sample: dict, images: bool = True) -> dict:
+    """Decode a raw sample: `images` (list of PIL, frames in order; empty for text, and left out when `images` is
+    False: a feature cache serves them), `json` (dict), `txt` (str)."""
     key, shard = sample.get("__key__"), sample.get("__url__")
+    exts = image_extensions(sample)
     try:
-        frames = sorted((int(m.group(1)), ext) for ext in sample if (m := FRAME.fullmatch(ext)))
-        exts = [ext for _, ext in frames] or [e for e in IMAGE_EXTENSIONS if e in sample][:1]
-        images = []
-        for ext in exts:
+        decoded = []
+        for ext in exts if images else ():
             img = Image.open(io.BytesIO(sample[ext]))
             img.load()  # PIL decodes lazily; force it here so a broken image fails with its key
-            images.append(img)
+            decoded.append(img)
         meta = json.loads(sample["json"]) if "json" in sample else {}
         text = sample["txt"].decode("utf-8").strip() if "txt" in sample else ""
     except Exception as exn:
         raise AblateError(f"webdataset shard {shard}: sample '{key}' cannot be decoded: {exn}") from exn
-    if not images and not text and not meta:
+    if not exts and not text and not meta:
         raise AblateError(f"webdataset shard {shard}: sample '{key}' has no image, txt or json member")
-    return {"__key__": key, "__url__": shard, "images": images, "json": meta, "txt": text}
+    return {"__key__": key, "__url__": shard, "images": decoded, "json": meta, "txt": text}
 
 
 def iter_samples(shards: Iterable[str]) -> Iterator[dict]:

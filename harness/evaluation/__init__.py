@@ -4,16 +4,22 @@
 default, and `exact`); `scoring` turns rows into the paper's numbers (k/N per category, MME acc + acc+, probes).
 """
 
-from harness.evaluation.benchmark import (
-    KNOWN_SPLITS,
-    evaluate,
-    generation_config,
-    read_predictions,
-    rows_to_frame,
-    write_predictions,
-)
 from harness.evaluation.judges import JUDGES, Judge, build_judge, detect_yes_no, normalise
-from harness.evaluation.scoring import format_category_table, score_mme, score_openvqa, score_probes
+from harness.evaluation.scoring import format_category_table, item_metric, score_mme, score_openvqa, score_probes
+
+# The benchmark loop needs torch and the model; load it on first use, so scoring and judges stay light (variant
+# discovery checks metric names without importing torch).
+_BENCHMARK = ("KNOWN_SPLITS", "evaluate", "generation_config", "read_predictions", "rows_to_frame",
+              "write_predictions")
+
+
+def __getattr__(name: str):
+    if name in _BENCHMARK:
+        from harness.evaluation import benchmark
+
+        return getattr(benchmark, name)
+    raise AttributeError(f"module 'harness.evaluation' has no attribute '{name}'")
+
 
 __all__ = [
     "JUDGES",
@@ -24,6 +30,7 @@ __all__ = [
     "evaluate",
     "format_category_table",
     "generation_config",
+    "item_metric",
     "normalise",
     "read_predictions",
     "rows_to_frame",

@@ -19,6 +19,7 @@ from harness.config.schema import EvalConfig, GenerationConfig
 from harness.errors import AblateError, did_you_mean, one_of
 from harness.evaluation.judges import Judge, build_judge, detect_yes_no, normalise
 from harness.evaluation.scoring import Row, score_mme, score_openvqa, score_probes
+from harness.model.mllm import model_inputs
 
 KNOWN_SPLITS = ("openvqa_image", "openvqa_video", "openvqa_image_10x", "mme", "probes")
 ROW_FIELDS = ("keys", "split", "category", "question", "answer", "pair_id", "probe", "prediction", "correct")
@@ -78,10 +79,7 @@ def predict_split(model, tokenizer, datamodule, split: str, eval_cfg: EvalConfig
     gen = generation_config(eval_cfg, split)
     rows: list[Row] = []
     for batch in _batches(datamodule, split, eval_cfg.batch_size, blind):
-        new_tokens = model.generate(
-            images=batch["images"], frames_mask=batch["frames_mask"], input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"], gen=gen, eos_token_id=tokenizer.eos_token_id,
-        )
+        new_tokens = model.generate(**model_inputs(batch), gen=gen, eos_token_id=tokenizer.eos_token_id)
         texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         for i, text in enumerate(texts):
             row = {name: batch[name][i] for name in _LIST_FIELDS}

@@ -1,7 +1,8 @@
 """The multimodal LM: frames -> vision encoder (+ frame embedding) -> connector -> fusion -> LLM (with adapters).
 
-Batches follow docs/contracts.md: `images` [B, F, 3, H, W], `frames_mask` [B, F] (a row of all False = text only),
-`input_ids` / `attention_mask` [B, T] (right-padded for training, left-padded for generation).
+Batches follow docs/contracts.md: `images` [B, F, 3, H, W] (or, from a frozen-feature cache, the encoder's tokens
+`features` [B, F, N, D]), `frames_mask` [B, F] (a row of all False = text only), `input_ids` / `attention_mask`
+[B, T] (right-padded for training, left-padded for generation).
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ from harness.model.llm import build_llm, build_llm_shape
 from harness.model.vision import FrameEmbedding, VisionEncoder
 
 
+def model_inputs(batch: dict) -> dict:
+    """The tensors of a batch that `MultimodalLM.forward` / `generate` take (labels aside): `images` (None when the
+    batch carries cached `features`), `features`, `frames_mask`, `input_ids`, `attention_mask`."""
+    keys = ("images", "features", "frames_mask", "input_ids", "attention_mask")
+    return {"images": None, **{k: batch[k] for k in keys if k in batch}}
+
+
 class MultimodalLM(nn.Module):
     """Vision encoder, frame embedding, connector, fusion and LLM; `adapter_modules` live inside the LLM."""
 
@@ -33,21 +41,24 @@ class MultimodalLM(nn.Module):
         self.llm = llm
         self.adapter_modules = list(adapters)  # a plain list: their parameters are saved once, under llm.*
 
-    def visual_tokens(self, images: torch.Tensor, frames_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """images [B, F, 3, H, W], frames_mask [B, F] -> visual tokens [B, Q, D_llm] and their mask [B, Q]."""
-        x, mask = self.frames(self.vision, images, frames_mask)  # [B, F*N, D_vis], [B, F*N]
+    def visual_tokens(self, images: torch.Tensor | None, frames_mask: torch.Tensor,
+                      features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """images [B, F, 3, H, W] or cached `features` [B, F, N, D], frames_mask [B, F] -> visual tokens
+        [B, Q, D_llm] and their mask [B, Q]."""
+        x, mask = self.frames(self.vision, images, frames_mask, features)  # [B, F*N, D_vis], [B, F*N]
         return self.connector(x, mask)
 
-    def _inputs(self, images, frames_mask, input_ids, attention_mask, left_padded: bool):
-        visual, vmask = self.visual_tokens(images, frames_mask)
+    def _inputs(self, images, frames_mask, input_ids, attention_mask, left_padded: bool, features=None):
+        visual, vmask = self.visual_tokens(images, frames_mask, features)
         text = self.llm.get_input_embeddings()(input_ids)  # [B, T, D]
         embeds, mask = self.fusion.inputs(visual, vmask, text, attention_mask, left_padded)
         return visual, vmask, embeds, mask
 
-    def forward(self, images: torch.Tensor, frames_mask: torch.Tensor, input_ids: torch.Tensor,
-                attention_mask: torch.Tensor, labels: torch.Tensor | None = None) -> CausalLMOutputWithPast:
+    def forward(self, images: torch.Tensor | None, frames_mask: torch.Tensor, input_ids: torch.Tensor,
+                attention_mask: torch.Tensor, labels: torch.Tensor | None = None,
+                features: torch.Tensor | None = None) -> CausalLMOutputWithPast:
         """Training forward on right-padded text; `.logits` [B, T, V] align with `input_ids` (visual positions cut)."""
-        visual, vmask, embeds, mask = self._inputs(images, frames_mask, input_ids, attention_mask, False)
+        visual, vmask, embeds, mask = self._inputs(images, frames_mask, input_ids, attention_mask, False, features)
         q = embeds.shape[1] - input_ids.shape[1]  # prefix length (0 for cross_attn)
         if labels is not None and q:
             labels = torch.cat([labels.new_full((labels.shape[0], q), -100), labels], dim=1)  # no loss on visuals
@@ -59,10 +70,11 @@ class MultimodalLM(nn.Module):
         return CausalLMOutputWithPast(loss=out.loss, logits=out.logits[:, q:])
 
     @torch.no_grad()
-    def generate(self, images: torch.Tensor, frames_mask: torch.Tensor, input_ids: torch.Tensor,
-                 attention_mask: torch.Tensor, gen: GenerationConfig, eos_token_id: int) -> list[list[int]]:
+    def generate(self, images: torch.Tensor | None, frames_mask: torch.Tensor, input_ids: torch.Tensor,
+                 attention_mask: torch.Tensor, gen: GenerationConfig, eos_token_id: int,
+                 features: torch.Tensor | None = None) -> list[list[int]]:
         """HF generate (no sampling) on LEFT-padded prompts; the new token ids per item, cut before eos."""
-        visual, vmask, embeds, mask = self._inputs(images, frames_mask, input_ids, attention_mask, True)
+        visual, vmask, embeds, mask = self._inputs(images, frames_mask, input_ids, attention_mask, True, features)
         beams = {} if gen.num_beams <= 1 else {"num_beams": gen.num_beams, "length_penalty": gen.length_penalty}
         ngram = {"no_repeat_ngram_size": gen.no_repeat_ngram_size} if gen.no_repeat_ngram_size > 0 else {}
         pad = self.llm.config.pad_token_id

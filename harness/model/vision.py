@@ -135,11 +135,18 @@ class FrameEmbedding(nn.Module):
         super().__init__()
         self.embed = nn.Parameter(torch.randn(max_frames, dim) * 0.02)
 
-    def forward(self, encoder: VisionEncoder, images: torch.Tensor, frames_mask: torch.Tensor):
-        """images [B, F, 3, H, W], frames_mask [B, F] -> tokens [B, F*N, D], token mask [B, F*N] (bool)."""
+    def forward(self, encoder: VisionEncoder, images: torch.Tensor | None, frames_mask: torch.Tensor,
+                features: torch.Tensor | None = None):
+        """images [B, F, 3, H, W] (or the encoder's cached tokens `features` [B, F, N, D]), frames_mask [B, F]
+        -> tokens [B, F*N, D], token mask [B, F*N] (bool)."""
         B, F = frames_mask.shape
         if F > self.embed.shape[0]:
             raise AblateError(f"{F} frames in a batch but model.vision.max_frames is {self.embed.shape[0]}")
+        if features is not None:  # precomputed by a frozen encoder (harness.features): padding frames are zeros
+            x = features * frames_mask[:, :, None, None].to(features.dtype)
+            x = x + self.embed[:F, None].to(x.dtype)  # [B, F, N, D]
+            mask = frames_mask[:, :, None].expand(B, F, x.shape[2])
+            return x.flatten(1, 2), mask.flatten(1)
         idx = frames_mask.flatten().nonzero().squeeze(1)  # valid frames only: padding frames cost nothing
         if idx.numel() == 0:  # a text-only batch: encode one (masked) frame to keep shapes and dtypes
             idx = idx.new_zeros(1)
