@@ -34,10 +34,6 @@ class Assets:
     zoo_dir: Path | None  # None when the run uses no zoo backbone
 
 
-def uses_zoo(model: ModelConfig) -> bool:
-    return any(s.startswith("zoo:") for s in (model.llm.source, model.vision.weights))
-
-
 def paths_file() -> Path:
     """The user's paths file: $ABLATE_PATHS, else ~/.config/ablate/paths.yaml."""
     return Path(os.environ.get(PATHS_ENV) or DEFAULT_PATHS).expanduser()
@@ -83,36 +79,69 @@ def zoo_spec(scale: str):
 
 
 def zoo_dir(store: Store, scale: str, spec, world) -> Path:
-    """The zoo folder for a scale's spec and world: rebuilt when either changes."""
-    blob = json.dumps({"spec": dataclasses.asdict(spec), "world": world.manifest["hash"]}, sort_keys=True, default=str)
+    """The zoo folder for a scale's spec, world and zoo code version: rebuilt when any of them changes."""
+    from harness.zoo.spec import ZOO_VERSION
+
+    blob = json.dumps({"spec": dataclasses.asdict(spec), "world": world.manifest["hash"], "version": ZOO_VERSION},
+                      sort_keys=True, default=str)
     return store.cache / "zoo" / f"{scale}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
-def prepare(config: RunConfig, store: Store) -> Assets:
-    """Build (or reuse) the world, tokenizer and, if the model uses it, the zoo for `config`."""
+def zoo_entries(model: ModelConfig) -> set[str]:
+    """The zoo entries a model config loads (its `zoo:` sources)."""
+    return {s.removeprefix("zoo:") for s in (model.llm.source, model.vision.weights) if s.startswith("zoo:")}
+
+
+def prepare(config: RunConfig, store: Store, zoo_workers: int = 1) -> Assets:
+    """Build (or reuse) the world, tokenizer and, if the model uses it, the zoo entries it needs for `config`."""
     from harness.data import build_tokenizer, build_world
 
     world = build_world(config.world, store.cache)
     tokenizer = build_tokenizer(world)
-    folder = ensure_zoo(config, store, world, tokenizer) if uses_zoo(config.model) else None
+    entries = zoo_entries(config.model)
+    folder = ensure_zoo(config, store, world, tokenizer, entries=entries, workers=zoo_workers) if entries else None
     return Assets(world, tokenizer, folder)
 
 
-def ensure_zoo(config: RunConfig, store: Store, world, tokenizer, force: bool = False) -> Path:
-    """Build the scale's zoo unless a complete one exists; return its folder."""
+def ensure_zoo(config: RunConfig, store: Store, world, tokenizer, force: bool = False,
+               entries: set[str] | None = None, workers: int = 1) -> Path:
+    """Build the scale's zoo entries (`entries`, default all, with what they depend on) unless they are complete
+    and up to date; return the zoo folder. With `workers` > 1, independent chains (the LMs, the ViTs) build in
+    parallel processes of one thread each."""
     from harness import zoo
+    from harness.zoo.build import build_chains, with_dependencies
 
     spec = zoo_spec(config.scale)
     folder = zoo_dir(store, config.scale, spec, world)
-    if force or not zoo.zoo_complete(folder):
-        texts, heldout_texts = _split(world.texts(), 0.05)
-        pairs, heldout_pairs = _split(world.caption_pairs(), 0.05, cap=400)
-        zoo.build_zoo(
-            spec, folder, tokenizer, texts=texts, dialogues=world.instruction_dialogues(), pairs=pairs,
-            heldout_texts=heldout_texts, heldout_pairs=heldout_pairs, seed=config.world.seed, store=store,
-            force=force,
-        )
+    wanted = with_dependencies(entries)
+    if not force and all(zoo.verify_entry(folder / e) is None for e in wanted):
+        return folder
+    chains = build_chains(wanted)
+    if workers > 1 and len(chains) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(workers, len(chains)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            for done in [pool.submit(_zoo_chain, config, str(store.root), chain, force) for chain in chains]:
+                done.result()
+        return folder
+    texts, heldout_texts = _split(world.texts(), 0.05)
+    pairs, heldout_pairs = _split(world.caption_pairs(targets=True), 0.05, cap=400)
+    zoo.build_zoo(
+        spec, folder, tokenizer, texts=texts, dialogues=world.instruction_dialogues(), pairs=pairs,
+        heldout_texts=heldout_texts, heldout_pairs=heldout_pairs, seed=config.world.seed, store=store,
+        force=force, entries=wanted,
+    )
     return folder
+
+
+def _zoo_chain(config: RunConfig, root: str, chain: list[str], force: bool) -> None:
+    """Worker process: build one chain of zoo entries (one torch thread, as the zoo's spec asks)."""
+    from harness.data import build_tokenizer, build_world
+
+    store = Store(Path(root))
+    world = build_world(config.world, store.cache)
+    ensure_zoo(config, store, world, build_tokenizer(world), force=force, entries=set(chain), workers=1)
 
 
 def _split(items, frac: float, cap: int | None = None) -> tuple[list, list]:

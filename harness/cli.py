@@ -152,10 +152,43 @@ def cmd_zoo_build(args) -> int:
     store = _store(args)
     store.create()
     world = build_world(config.world, store.cache)
-    folder = ensure_zoo(config, store, world, build_tokenizer(world), force=args.force)
+    folder = ensure_zoo(config, store, world, build_tokenizer(world), force=args.force, workers=2)
     print(f"zoo for scale {args.scale} at {folder}")
     for line in describe_zoo(folder):
         print(f"  {line}")
+    return 0
+
+
+def cmd_zoo_probe(args) -> int:
+    from harness.assets import ensure_zoo
+    from harness.config.resolve import resolve
+    from harness.data import build_tokenizer, build_world
+    from harness.data.shards import iter_samples
+    from harness.model.vision import VisionEncoder
+    from harness.zoo import resolve_source
+    from harness.zoo.probe import format_probe, probe_encoder
+
+    store = _store(args)
+    store.create()
+    for entry in args.entries.split(","):
+        size = {"vit-large": "large", "vit-small": "small"}.get(entry)
+        if size is None:
+            raise AblateError(f"zoo probe: '{entry}' is not a vision entry; use vit-large or vit-small")
+        vision = resolve("lynx", args.scale, cli={"model.vision.size": size}).config.model.vision
+        config = resolve("lynx", args.scale).config
+        world = build_world(config.world, store.cache)
+        folder = ensure_zoo(config, store, world, build_tokenizer(world), entries={entry}, workers=2)
+        encoder = VisionEncoder(vision, resolve_source(f"zoo:{entry}", folder))
+        images, scenes = [], []
+        for sample in iter_samples(world.shards("captions")):
+            if len(images) >= args.images:
+                break
+            images.append(sample["images"][0])
+            scenes.append(sample["json"]["scene"])
+        results = {s: probe_encoder(encoder, images, scenes, s) for s in (vision.image_size, vision.high_res_size)}
+        print(f"{entry} ({args.scale}), linear probes on {len(images)} caption images, 25% held out:")
+        for line in format_probe(results):
+            print(f"  {line}")
     return 0
 
 
@@ -221,6 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     zbuild.add_argument("--scale", default="tiny")
     zbuild.add_argument("--force", action="store_true", help="rebuild even if a complete zoo exists")
     zbuild.set_defaults(func=cmd_zoo_build)
+    zprobe = zsub.add_parser("probe", help="linear probes: what a zoo vision encoder can read, at both resolutions")
+    zprobe.add_argument("--scale", default="tiny")
+    zprobe.add_argument("--entries", default="vit-large", help="comma-separated: vit-large, vit-small")
+    zprobe.add_argument("--images", type=int, default=2000, help="caption images to probe on (default %(default)s)")
+    zprobe.set_defaults(func=cmd_zoo_probe)
 
     evaluate = sub.add_parser("eval", help="score a finished run (MLflow run id) or a checkpoint folder again")
     evaluate.add_argument("target", metavar="RUN_OR_CHECKPOINT")

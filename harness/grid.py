@@ -78,17 +78,24 @@ def _work(root: str, run_id: str, run: ResolvedRun, threads: int | None) -> tupl
             return "failed", None, str(err)
 
 
-def prepare_assets(runs: list[ResolvedRun], store: Store) -> None:
-    """Build each distinct world, tokenizer and zoo once, before workers start, so they never race on the cache."""
-    from harness.assets import prepare, uses_zoo
+def prepare_assets(runs: list[ResolvedRun], store: Store, workers: int = 2) -> None:
+    """Build each distinct world and the zoo entries its runs load once, before workers start, so they never race
+    on the cache; independent zoo entries build in parallel processes."""
+    from harness.assets import ensure_zoo, zoo_entries
+    from harness.data import build_tokenizer, build_world
+    from harness.zoo import describe_zoo
 
-    seen = set()
+    groups: dict[tuple[str, str], tuple[Any, set[str]]] = {}
     for run in runs:
         cfg = run.config
-        need = (repr(cfg.world), cfg.scale if uses_zoo(cfg.model) else None)
-        if need not in seen:
-            seen.add(need)
-            prepare(cfg, store)
+        first, entries = groups.get((repr(cfg.world), cfg.scale), (cfg, set()))
+        groups[(repr(cfg.world), cfg.scale)] = (first, entries | zoo_entries(cfg.model))
+    for cfg, entries in groups.values():
+        world = build_world(cfg.world, store.cache)
+        if entries:
+            folder = ensure_zoo(cfg, store, world, build_tokenizer(world), entries=entries, workers=workers)
+            for line in describe_zoo(folder, entries):
+                log.info("zoo %s", line)
 
 
 def _record(outcome: GridOutcome, run: ResolvedRun, result: tuple[str, dict[str, Any] | None, str]) -> None:
@@ -145,7 +152,7 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
     log.info("grid %s: %d runs, %d already finished, %d to run with %d worker(s)",
              experiment.name, len(runs), len(outcome.skipped), len(todo), experiment.workers)
     if todo:
-        prepare_assets([r for r, _ in todo], store)
+        prepare_assets([r for r, _ in todo], store, workers=max(2, experiment.workers))
     workers = min(experiment.workers, len(todo)) or 1
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
     started = time.perf_counter()

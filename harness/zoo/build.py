@@ -11,7 +11,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from harness.data.chat import encode_dialogue
+from harness.data.scenes import EMPTY_IS_UNKNOWN
 from harness.errors import AblateError
 from harness.tracking import Store, experiment_id, finish, log_batch, log_metric_series, provenance
 from harness.zoo import clip, lm
@@ -48,13 +49,16 @@ def build_zoo(
     store: Store | None = None,
     force: bool = False,
     heldout_dialogues: Sequence[Sequence[tuple[str, str]]] | None = None,
+    entries: Iterable[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Build every zoo entry that is missing, damaged or built from another spec/inputs; reuse the rest.
 
     `dialogues` are text-only instruction dialogues as (user, assistant) turns; when `heldout_dialogues` is not
     given, the last 5% (at most 200) of `dialogues` are held out for the instruct loss. `force` rebuilds all.
+    `entries` limits the work to those entries and what they are built from (llm-instruct needs llm-base).
     Returns, per entry: `path`, `built` (False = reused), `quality` (as recorded in its zoo_entry.json).
     """
+    wanted = with_dependencies(entries)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if not texts or not dialogues or not pairs or not heldout_texts or not heldout_pairs:
@@ -81,7 +85,7 @@ def build_zoo(
     }
     results: dict[str, dict[str, Any]] = {}
     with _threads(spec.threads):
-        for name in ENTRIES:  # llm-base first: llm-instruct starts from its saved folder
+        for name in [e for e in ENTRIES if e in wanted]:  # llm-base first: llm-instruct starts from its folder
             folder = out / name
             problem = verify_entry(folder)
             manifest = read_manifest(folder) if problem is None else None
@@ -93,6 +97,27 @@ def build_zoo(
             quality = _build_entry(name, builders[name], out, hashes[name], spec, seed, reason, store)
             results[name] = {"path": str(folder), "built": True, "quality": quality}
     return results
+
+
+DEPENDS_ON = {"llm-instruct": "llm-base"}  # an entry trained on top of another entry's saved weights
+
+
+def with_dependencies(entries: Iterable[str] | None) -> set[str]:
+    """`entries` (every entry when None) plus the entries they are built from."""
+    wanted = set(ENTRIES if entries is None else entries)
+    unknown = wanted - set(ENTRIES)
+    if unknown:
+        raise AblateError(f"unknown zoo entries {sorted(unknown)}; known: {', '.join(ENTRIES)}")
+    return wanted | {DEPENDS_ON[e] for e in wanted if e in DEPENDS_ON}
+
+
+def build_chains(entries: Iterable[str] | None) -> list[list[str]]:
+    """The wanted entries grouped into independent chains (each in dependency order) that can build in parallel."""
+    wanted = with_dependencies(entries)
+    # The large ViT is the longest build; the small one follows the two LMs (about as long together).
+    chains = [[e for e in ("llm-base", "llm-instruct", "vit-small") if e in wanted], ["vit-large"] * ("vit-large"
+                                                                                                   in wanted)]
+    return [c for c in chains if c]
 
 
 @contextlib.contextmanager
@@ -156,7 +181,7 @@ class _Context:
 
     def _heldout(self) -> tuple[torch.Tensor, list[dict]]:
         blocks = lm.pack(self.tok, self.heldout_texts, self.spec.seq_len)
-        dialogues = [encode_dialogue(self.tok, d, self.spec.seq_len) for d in self.heldout_dialogues]
+        dialogues = [encode_dialogue(self.tok, d, self.spec.dialogue_len) for d in self.heldout_dialogues]
         return blocks, dialogues
 
     def _lm_quality(self, model, blocks: torch.Tensor, dialogues: list[dict]) -> dict[str, float]:
@@ -188,10 +213,10 @@ class _Context:
             raise AblateError(f"zoo entry llm-base at {base} is not complete; llm-instruct is built from it")
         # Loaded through the same path a real local checkpoint takes.
         model = AutoModelForCausalLM.from_pretrained(str(base), local_files_only=True)
-        examples = [encode_dialogue(self.tok, d, self.spec.seq_len) for d in self.dialogues]
+        examples = [encode_dialogue(self.tok, d, self.spec.dialogue_len) for d in self.dialogues]
         examples = [e for e in examples if any(x != lm.IGNORE_INDEX for x in e["labels"])]
         if not examples:
-            raise AblateError(f"no dialogue has an assistant token within seq_len={self.spec.seq_len}")
+            raise AblateError(f"no dialogue has an assistant token within dialogue_len={self.spec.dialogue_len}")
         held_blocks, held_dialogues = self._heldout()
         blocks = lm.pack(self.tok, self.texts, self.spec.seq_len)
         step_loss = lm.instruct_step_loss(model, examples, blocks, self.spec.batch_size, self.pad_id, gen)
@@ -202,12 +227,20 @@ class _Context:
 
     def build_vit(self, tmp: Path, vision, offset: int) -> dict:
         gen = self._gen(offset)
-        model = clip.Clip(vision, len(self.tok), self.spec.embed_dim)
-        train = clip.PairData(self.pairs, vision.image_size, self.tok, self.pad_id)
-        held = clip.PairData(self.heldout_pairs, vision.image_size, self.tok, self.pad_id)
-        step_loss = clip.clip_step_loss(model, train, self.spec.clip_batch_size, gen)
+        sizes = [vision.image_size] + ([vision.high_res_size] if self.spec.clip_high_res_every else [])
+        train = clip.PairData(self.pairs, sizes, self.tok, self.pad_id)
+        held = clip.PairData(self.heldout_pairs, sizes, self.tok, self.pad_id)
+        aux = train.aux_spec() if self.spec.clip_aux_weight else None
+        model = clip.Clip(vision, len(self.tok), self.spec.embed_dim, aux)
+        step_loss = clip.clip_step_loss(model, train, self.spec.clip_batch_size, gen, self.spec.clip_high_res_every,
+                                        self.spec.clip_aux_weight, EMPTY_IS_UNKNOWN)
         history = fit(model, step_loss, self.spec.clip_steps, self.spec.clip_lr, weight_decay=0.05, bf16=self.bf16)
         quality = {**clip.retrieval(model, held), "temperature": 1 / model.logit_scale.detach().exp().item()}
+        quality |= clip.aux_accuracy(model, held, sizes[0])
+        if len(sizes) > 1:
+            high = clip.retrieval(model, held, sizes[-1])
+            quality |= {"retrieval_top1_high_res": high["retrieval_top1"], "high_res_size": float(sizes[-1])}
+            quality |= {f"{k}_high_res": v for k, v in clip.aux_accuracy(model, held, sizes[-1]).items()}
         # Only the timm model is kept: exactly what `timm.create_model(**kwargs).load_state_dict` expects.
         save_file({k: v.contiguous() for k, v in model.vit.state_dict().items()}, str(tmp / VIT_WEIGHTS))
         config = {"create_model": clip.timm_kwargs(vision), "input": {"range": [-1, 1], "mean": clip.MEAN,

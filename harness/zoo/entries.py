@@ -132,10 +132,10 @@ def resolve_source(source: str, zoo_dir: Path | str) -> str:
     return str(path)
 
 
-def describe_zoo(out_dir: Path | str) -> list[str]:
-    """One line per entry: its state and the quality it reached (for `ablate zoo` listings)."""
+def describe_zoo(out_dir: Path | str, entries=None) -> list[str]:
+    """One line per entry (all, or those in `entries`): its state and the quality it reached."""
     lines = []
-    for name in ENTRIES:
+    for name in [e for e in ENTRIES if entries is None or e in entries]:
         folder = Path(out_dir) / name
         problem = verify_entry(folder)
         if problem is not None:
@@ -151,6 +151,15 @@ def describe_zoo(out_dir: Path | str) -> list[str]:
             what = (f"retrieval top-1 {100 * q.get('retrieval_top1_unique', float('nan')):.1f}% among "
                     f"{q.get('heldout_unique_captions', 0):.0f} held-out captions "
                     f"(chance {100 * q.get('retrieval_chance_unique', float('nan')):.1f}%)")
+            if "retrieval_top1_high_res" in q:
+                what += f", {100 * q['retrieval_top1_high_res']:.1f}% at {q['high_res_size']:.0f} px"
+            heads = [(label, k) for label, k in (("shape", "cell_shape"), ("colour", "cell_colour"),
+                                                 ("action", "cell_action"), ("sign text", "sign_text"))
+                     if f"aux_{k}_acc" in q]
+            if heads:
+                what += "; heads (low/high res): " + ", ".join(
+                    f"{label} {100 * q[f'aux_{k}_acc']:.0f}/{100 * q.get(f'aux_{k}_acc_high_res', float('nan')):.0f}%"
+                    for label, k in heads)
         lines.append(f"{name:13s} ok  {what}; {size_mb:.1f} MB, built in "
                      f"{q.get('build_seconds', float('nan')):.0f}s on {manifest.get('created', '?')}")
     return lines

@@ -15,12 +15,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from PIL import Image
-
 from harness.config.schema import LLMConfig, VisionConfig
 
 # Bump when training code or saved formats change in a way that should rebuild existing zoos.
-ZOO_VERSION = 1
+ZOO_VERSION = 2  # 2: ViTs at both resolutions, with location-aware auxiliary heads
 
 LLM_ARCH_FIELDS = ("arch", "hidden_size", "intermediate_size", "num_layers", "num_heads", "max_positions")
 VISION_ARCH_FIELDS = ("model", "image_size", "patch_size", "width", "depth", "heads")
@@ -37,9 +35,12 @@ class ZooSpec:
     clip_steps: int = 400  # contrastive steps of each ViT
     batch_size: int = 32  # LM batch (sequences)
     lr: float = 2e-3  # LM peak learning rate (instruct tuning uses half)
-    seq_len: int = 64  # LM tokens per sequence (packed pretraining blocks, cut dialogues)
+    seq_len: int = 64  # LM tokens per packed pretraining block
+    dialogue_len: int = 96  # tokens a dialogue is cut to (as the harness's data.max_text_len: whole answers fit)
     clip_batch_size: int = 128  # image-caption pairs per contrastive step (more negatives help)
     clip_lr: float = 1e-3
+    clip_high_res_every: int = 2  # every k-th contrastive step at the scale's high resolution (0: low only)
+    clip_aux_weight: float = 1.0  # weight of the location-aware heads' loss (0: contrastive only)
     embed_dim: int = 64  # shared image-text embedding width of the CLIP heads (not saved)
     precision: Literal["bf16", "fp32"] = "bf16"  # training autocast (evaluation always runs in fp32)
     # torch threads while building (0 = leave torch's setting). One thread: with two, OpenMP's spin-waiting
@@ -99,10 +100,13 @@ def digest_dialogues(dialogues: Iterable[Sequence[tuple[str, str]]]) -> str:
     return h.hexdigest()
 
 
-def digest_pairs(pairs: Iterable[tuple[Image.Image, str]]) -> str:
+def digest_pairs(pairs: Iterable[tuple]) -> str:
+    """(image, caption) pairs, or (image, caption, dense targets) triples."""
     h = Hasher()
-    for image, caption in pairs:
+    for image, caption, *targets in pairs:
         h.add_json([image.mode, list(image.size)]).add(image.tobytes()).add(caption)
+        if targets:
+            h.add_json(targets[0])
     return h.hexdigest()
 
 
@@ -117,7 +121,7 @@ def entry_hashes(spec: ZooSpec, seed: int, digests: dict[str, str]) -> dict[str,
     common = {"zoo_version": ZOO_VERSION, "seed": seed, "tokenizer": digests["tokenizer"], "precision": spec.precision}
     base = Hasher().add_json({
         **common, "llm": llm_arch(spec.llm), "steps": spec.lm_steps, "batch_size": spec.batch_size,
-        "lr": spec.lr, "seq_len": spec.seq_len, "texts": digests["texts"],
+        "lr": spec.lr, "seq_len": spec.seq_len, "dialogue_len": spec.dialogue_len, "texts": digests["texts"],
         "heldout_texts": digests["heldout_texts"], "heldout_dialogues": digests["heldout_dialogues"],
     }).hexdigest()
     instruct = Hasher().add_json({
@@ -129,6 +133,8 @@ def entry_hashes(spec: ZooSpec, seed: int, digests: dict[str, str]) -> dict[str,
         hashes[name] = Hasher().add_json({
             **common, "vision": vision_arch(vision), "steps": spec.clip_steps, "batch_size": spec.clip_batch_size,
             "lr": spec.clip_lr, "embed_dim": spec.embed_dim, "pairs": digests["pairs"],
+            "high_res_every": spec.clip_high_res_every, "high_res_size": vision.high_res_size,
+            "aux_weight": spec.clip_aux_weight,
             "heldout_pairs": digests["heldout_pairs"],
         }).hexdigest()
     return hashes
