@@ -19,6 +19,7 @@ from typing import Any
 
 from harness.config.validate import check_layer, flatten
 from harness.errors import RegistryError, did_you_mean, one_of
+from harness.evaluation.scoring import item_metric
 
 ENTRY_POINT_GROUP = "ablate.variants"
 
@@ -33,6 +34,12 @@ class Variant:
     baseline: str | None = None  # None only for a root (the study's baseline itself)
     delta: dict[str, Any] = field(default_factory=dict)
     paper: str | None = None  # where the paper reports this comparison, e.g. "Table 3: w/ LLaMA"
+    # The paper's numbers for this variant by metric (e.g. {"openvqa_image/acc": 70.86}); reports compare the
+    # direction of the paper's difference from the baseline with the measured one.
+    paper_scores: dict[str, float] = field(default_factory=dict)
+    # The per-item metric where the paper's mechanism acts (`harness.evaluation.scoring.item_metric` names, e.g.
+    # "openvqa_image/OCR/acc" for the resolution ablation); declared up front, so a verdict cannot pick its metric.
+    mechanism: str | None = None
     source: str = ""  # file or entry point it came from (filled in by discovery)
 
     def flat_delta(self) -> dict[str, Any]:
@@ -105,6 +112,11 @@ def check_catalogue(variants: list[Variant]) -> dict[str, Variant]:
                 f"{did_you_mean(v.baseline, by_name)}; known: {one_of(by_name)}"
             )
         check_layer(v.flat_delta(), f"{v.source}: variant '{v.name}' delta")
+        for metric in [*v.paper_scores, *([v.mechanism] if v.mechanism else [])]:
+            try:
+                item_metric(metric)
+            except ValueError as err:
+                raise RegistryError(f"{v.source}: variant '{v.name}': {err}") from None
         _chain(v, by_name)  # detects cycles
     return by_name
 

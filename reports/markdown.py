@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
+from harness.evaluation.scoring import item_metric
 from harness.experiment import Experiment
 from harness.tracking import Store
 from reports.plots import plot_overall
-from reports.runs import M, categories, load_grid_runs, paired_delta, splits, summarise, variant_order
+from reports.runs import M, categories, load_grid_runs, load_predictions, paired_delta, splits, summarise, variant_order
+from reports.stats import Delta, expected_direction, item_table, paired_bootstrap, verdict
 
 TITLES = {
     "openvqa_image": "Open-VQA, image (the paper's Table 3 layout)",
@@ -38,7 +41,8 @@ def _delta(runs: pd.DataFrame, metric: str, variant: str, baseline: str) -> str:
     return f"{mean:+.1f}" if math.isnan(half) else f"{mean:+.1f} (± {half:.1f})"
 
 
-def category_table(runs: pd.DataFrame, split: str, order: list[str], baseline: str, paper: dict[str, str]) -> str:
+def category_table(runs: pd.DataFrame, split: str, order: list[str], baseline: str, paper: dict[str, str],
+                   comparisons: Comparisons | None = None) -> str:
     """One row per variant: per category k/N (one seed) or mean % (several), overall %, Δ vs baseline."""
     cats = categories(runs, split)
     done = runs[runs["status"] == "FINISHED"]
@@ -56,7 +60,11 @@ def category_table(runs: pd.DataFrame, split: str, order: list[str], baseline: s
             else:
                 row[cat] = f"{100 * (k / n).mean():.1f}%"
         row["overall %"] = _mean(overall, variant)
-        row[f"Δ vs {baseline}"] = _delta(runs, f"eval/{split}/acc", variant, baseline)
+        if comparisons is not None and not comparisons.predictions.empty:
+            row[f"Δ vs {baseline} [95% CI]"] = "—" if variant == baseline else \
+                comparisons.delta(f"{split}/acc", variant).text()
+        else:
+            row[f"Δ vs {baseline}"] = _delta(runs, f"eval/{split}/acc", variant, baseline)
         if split.startswith("openvqa") and paper:
             row["paper"] = paper.get(variant, "")
         rows.append(row)
@@ -96,6 +104,62 @@ def _split_metrics(runs: pd.DataFrame, split: str) -> list[str]:
     return [f"eval/{split}/{n}" for n in chosen]
 
 
+HEADLINE = "openvqa_image/acc"
+
+
+class Comparisons:
+    """Paired bootstrap deltas against the baseline, computed once per (metric, variant)."""
+
+    def __init__(self, predictions: pd.DataFrame, baseline: str) -> None:
+        self.predictions, self.baseline = predictions, baseline
+        self._tables: dict[str, pd.DataFrame] = {}
+        self._deltas: dict[tuple[str, str], Delta] = {}
+
+    def delta(self, metric: str, variant: str) -> Delta:
+        if (metric, variant) not in self._deltas:
+            if metric not in self._tables:
+                empty = self.predictions.empty
+                self._tables[metric] = pd.DataFrame(columns=["variant", "seed", "item", "value"]) if empty else \
+                    item_table(self.predictions, item_metric(metric))
+            self._deltas[(metric, variant)] = paired_bootstrap(self._tables[metric], variant, self.baseline, metric)
+        return self._deltas[(metric, variant)]
+
+
+def verdict_rows(runs: pd.DataFrame, order: list[str], baseline: str, comparisons: Comparisons) -> list[dict]:
+    """One row per variant that has a paper number or a declared mechanism: the measured difference on the
+    mechanism's metric and on the headline metric, each with its 95% paired-bootstrap interval, and the verdict."""
+    first = runs.drop_duplicates("tags.ablate.variant").set_index("tags.ablate.variant")
+
+    def tag(variant: str, name: str) -> str:
+        value = first.loc[variant].get(f"tags.ablate.{name}") if variant in first.index else None
+        return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+    base_paper = json.loads(tag(baseline, "paper_scores") or "{}")
+    rows = []
+    for variant in order:
+        paper = json.loads(tag(variant, "paper_scores") or "{}")
+        mechanism = tag(variant, "mechanism") or HEADLINE
+        if variant == baseline or not paper:
+            continue
+        metric = item_metric(mechanism)
+        expected = expected_direction(paper, base_paper, mechanism)
+        measured = comparisons.delta(mechanism, variant)
+        outcome = verdict(variant, mechanism, expected, measured).outcome if expected else "no paper direction"
+        head = comparisons.delta(HEADLINE, variant)
+        paper_delta = paper.get(HEADLINE, math.nan) - base_paper.get(HEADLINE, math.nan)
+        rows.append({
+            "variant": variant, "axis": tag(variant, "axis"),
+            "mechanism metric": f"{metric.label} ({metric.unit}, {'higher' if metric.higher_is_better else 'lower'}"
+                                " is better)",
+            "Δ mechanism [95% CI]": measured.text(),
+            "paper expects": expected or "—",
+            "verdict": outcome,
+            "Δ Open-VQA image [95% CI]": head.text(),
+            "paper Δ image": "—" if math.isnan(paper_delta) else f"{paper_delta:+.1f}",
+        })
+    return rows
+
+
 def write_report(experiment: Experiment, store: Store) -> Path:
     """Build the report for `experiment` from MLflow alone and write it to `<store>/reports/<name>.md`."""
     runs, parent = load_grid_runs(store, experiment.name)
@@ -120,16 +184,28 @@ def write_report(experiment: Experiment, store: Store) -> Path:
         "",
         "Every variant differs from the baseline only in the keys listed at the end; budget, data order per seed "
         "and evaluation are identical. Cells are k/N for one seed, mean over seeds otherwise (± sample std). "
-        f"Δ is the paired difference from `{baseline}` in points, with a 95% t-interval when there are several "
-        "seeds. An answer counts when the judge decides it implies the reference.",
+        f"Δ is the paired difference from `{baseline}` in points, with a 95% interval from a paired bootstrap "
+        "over benchmark items and seeds. An answer counts when the judge decides it implies the reference.",
     ]
+    comparisons = Comparisons(load_predictions(store, runs), baseline)
+    verdicts = verdict_rows(runs, order, baseline, comparisons)
+    if verdicts:
+        counts = pd.Series([r["verdict"] for r in verdicts]).value_counts().to_dict()
+        lines += ["", "## Verdicts: does the miniature reproduce the paper's direction?", "",
+                  "Each ablation is judged on the metric where the paper's mechanism acts (declared in its variant "
+                  "file before any run). Δ is the variant minus the baseline, paired by benchmark item and seed; "
+                  "the 95% interval resamples seeds and items (paired bootstrap). *reproduced*: the interval "
+                  "excludes zero on the paper's side; *opposite*: on the other side; *inconclusive*: it contains "
+                  "zero.", "",
+                  "Summary: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())), "",
+                  pd.DataFrame(verdicts).to_markdown(index=False)]
     plot = plot_overall(runs, order, baseline, store.reports / f"{experiment.name}.png")
     if plot is not None:
         lines += ["", f"![overall accuracy per variant]({plot.name})"]
     for split in splits(runs):
         lines += ["", f"## {TITLES.get(split, split)}", ""]
         if categories(runs, split):
-            lines.append(category_table(runs, split, order, baseline, paper))
+            lines.append(category_table(runs, split, order, baseline, paper, comparisons))
         else:
             metrics = _split_metrics(runs, split)
             if metrics:

@@ -92,3 +92,27 @@ def paired_delta(runs: pd.DataFrame, metric: str, variant: str, baseline: str) -
 
     half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / math.sqrt(len(diff))
     return float(diff.mean()), float(half)
+
+
+def load_predictions(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
+    """Every finished run's per-item prediction rows (its `predictions.jsonl` artifact), with `variant`, `seed`
+    and `run_id` columns; runs without the artifact are left out."""
+    import json
+    import tempfile
+
+    client = store.client()
+    frames = []
+    done = runs[runs["status"] == "FINISHED"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for _, run in done.iterrows():
+            try:
+                path = client.download_artifacts(run["run_id"], "predictions.jsonl", tmp)
+            except Exception:  # a run from before predictions were logged, or a deleted artifact
+                continue
+            with open(path, encoding="utf-8") as f:
+                rows = [json.loads(line) for line in f if line.strip()]
+            frame = pd.DataFrame(rows)
+            frame["variant"], frame["seed"], frame["run_id"] = (run["tags.ablate.variant"],
+                                                               run.get("tags.ablate.seed"), run["run_id"])
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

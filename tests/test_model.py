@@ -319,6 +319,40 @@ def test_batched_left_padded_generate_equals_one_by_one(fusion, num_beams):
     assert other[2] == batched[2]  # the text-only row does not see its (masked) frames
 
 
+@pytest.mark.parametrize("fusion", ["prefix", "cross_attn"])
+def test_training_forward_and_generation_see_the_same_sequence(fusion):
+    """The first generated token is the argmax of the training forward's logits after the prompt, for a batch
+    mixing prompt lengths, images and a text-only row: visual prefix, padding and position ids agree between the
+    right-padded training layout and the left-padded generation layout."""
+    model = make(conf(fusion=dict(kind=fusion))).eval()
+    with torch.no_grad():
+        model.llm.get_output_embeddings().weight.mul_(20)
+        for block in getattr(model.fusion, "blocks", []):
+            block.attn_gate.fill_(1.0)
+    prompts = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
+    imgs, fm = images(3, f=2), frames(2, 1, 0)
+    first = [t[0] for t in model.generate(imgs, fm, *left_pad(prompts), GenerationConfig(max_new_tokens=1), EOS)]
+    width = max(map(len, prompts))
+    ids = torch.tensor([p + [PAD] * (width - len(p)) for p in prompts])
+    mask = torch.tensor([[1] * len(p) + [0] * (width - len(p)) for p in prompts])
+    with torch.no_grad():
+        logits = model(imgs, fm, ids, mask).logits  # [B, T, V], aligned with the text
+    assert first == [int(logits[i, len(p) - 1].argmax()) for i, p in enumerate(prompts)]
+
+
+def test_loss_counts_only_answer_tokens_never_the_visual_prefix():
+    """Labels of -100 (prompt) and the visual prefix carry no loss: the loss equals the cross-entropy of the
+    answer positions alone, computed from the text-aligned logits."""
+    model = make()
+    ids, mask = text(2, 8)
+    labels = ids.clone()
+    labels[:, :5] = -100  # prompt
+    out = model(images(2), frames(1, 1), ids, mask, labels=labels)
+    expected = torch.nn.functional.cross_entropy(out.logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(),
+                                                 ignore_index=-100)
+    assert torch.allclose(out.loss, expected, atol=1e-5)
+
+
 def test_generate_returns_new_tokens_cut_before_eos():
     model = make().eval()
     with torch.no_grad():

@@ -12,5 +12,7 @@ W_LLAMA = Variant(
     axis="network.llm",
     description="base LLM instead of the instruction-tuned one",
     paper="Table 3: w/ LLaMA (image 70.86, video 60.81)",
+    paper_scores={"openvqa_image/acc": 70.86, "openvqa_video/acc": 60.81},
+    mechanism="probes/instruction_compliance",
     delta={"model.llm.role": "base"},
 )

@@ -3,9 +3,9 @@ action cues, and signs with 1-3 characters in a 5x7 bitmap font.
 
 Geometry is fractional (0..1), so one spec renders at any size. Backgrounds and shapes are drawn on a 4x
 supersampled canvas and box-downsampled (anti-aliased edges); sign glyphs are drawn last at the final resolution,
-one glyph cell = render_size / 64 pixels, so at 64 px a glyph is 7 px tall (legible) and after downsampling to
-32 px it is 3.5 px tall (a blur): the OCR mechanism behind the high-resolution ablation. The font is our own
-bitmap table, not a system font, so the pixels do not depend on the machine.
+one pixel per glyph cell, so a glyph is 5 x 7 px at the render size (the high resolution: legible) and 2.5 x 3.5 px
+after the 2x downsampling to the low resolution (a blur): the OCR mechanism behind the high-resolution ablation.
+The font is our own bitmap table, not a system font, so the pixels do not depend on the machine.
 """
 
 from __future__ import annotations
@@ -137,26 +137,28 @@ def _draw_object(d: ImageDraw.ImageDraw, obj: dict, big: int) -> None:
         d.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill, outline=OUTLINE, width=line)
     else:
         d.polygon(_shape_points(obj["shape"], cx, cy, r), fill=fill, outline=OUTLINE, width=line)
-    action, gap, reach = obj.get("action", "resting"), 0.02 * big, 0.08 * big
+    # Cues are bold (two final pixels) and hug the object, so they stay inside its grid cell and survive the
+    # downsampling to the low resolution: an encoder reads an object's action where it reads the object.
+    action, gap, reach, cue = obj.get("action", "resting"), 0.008 * big, 0.04 * big, 2 * line
     if action == "falling":  # speed lines above
         for dx in (-0.5, 0, 0.5):
-            d.line((cx + dx * r, cy - r - gap - reach, cx + dx * r, cy - r - gap), fill=CUE, width=line)
+            d.line((cx + dx * r, cy - r - gap - reach, cx + dx * r, cy - r - gap), fill=CUE, width=cue)
     elif action == "rolling":  # speed lines behind (to the left)
         for dy in (-0.5, 0, 0.5):
-            d.line((cx - r - gap - reach, cy + dy * r, cx - r - gap, cy + dy * r), fill=CUE, width=line)
-    elif action == "jumping":  # a shadow on the ground well below the object
-        sy = cy + r + 0.06 * big
-        d.ellipse((cx - r, sy - 0.015 * big, cx + r, sy + 0.015 * big), fill=CUE)
+            d.line((cx - r - gap - reach, cy + dy * r, cx - r - gap, cy + dy * r), fill=CUE, width=cue)
+    elif action == "jumping":  # a shadow on the ground below the object
+        sy = cy + r + 0.03 * big
+        d.ellipse((cx - r, sy - 0.012 * big, cx + r, sy + 0.012 * big), fill=CUE)
     elif action == "spinning":  # two arcs around the object
-        rr = r * 1.45
-        d.arc((cx - rr, cy - rr, cx + rr, cy + rr), 200, 320, fill=CUE, width=line)
-        d.arc((cx - rr, cy - rr, cx + rr, cy + rr), 20, 140, fill=CUE, width=line)
+        rr = r * 1.3
+        d.arc((cx - rr, cy - rr, cx + rr, cy + rr), 200, 320, fill=CUE, width=cue)
+        d.arc((cx - rr, cy - rr, cx + rr, cy + rr), 20, 140, fill=CUE, width=cue)
 
 
 def _draw_sign(pixels: np.ndarray, sign: dict) -> None:
     """A white board with dark glyphs, drawn in place at the final resolution."""
     size = pixels.shape[0]
-    unit = max(1, size // 64)
+    unit = 1  # one pixel per font cell at the render (= high) resolution: any 2x downsampling blurs the text
     text = sign["text"]
     w, h = (len(text) * 6 - 1 + 4) * unit, (7 + 4) * unit
     x0, y0 = int(round(sign["x"] * size - w / 2)), int(round(sign["y"] * size - h / 2))

@@ -22,6 +22,7 @@ from harness.data.vocab import (
     SHAPES,
     SIGN_CHARS,
     SIGN_DIGITS,
+    SIGN_MAX_CHARS,
     SIZES,
     article,
     plural,
@@ -43,7 +44,7 @@ def sample_scene(rng: random.Random, sign: bool | None = None, actor: bool | Non
     if sign:  # a sign takes two neighbouring cells of one row
         c, r = rng.randrange(GRID - 1), rng.randrange(GRID)
         cells = [cell for cell in cells if cell not in ((c, r), (c + 1, r))]
-        length = rng.randint(1, 3)
+        length = rng.randint(1, SIGN_MAX_CHARS)
         alphabet = SIGN_DIGITS if rng.random() < 0.3 else SIGN_CHARS
         sign_spec = {"text": "".join(rng.choice(alphabet) for _ in range(length)),
                      "x": (c + 1) / GRID, "y": (r + 0.5) / GRID}
@@ -99,6 +100,46 @@ def detailed_caption(scene: dict) -> str:
     if scene.get("sign"):
         sents.append(f"a sign says {scene['sign']['text']}.")
     return " ".join(s[0].upper() + s[1:] for s in sents)
+
+
+# ---- dense targets: what a location-aware pretraining objective reads off a scene ------------------------------
+
+
+
+# Targets whose 0 means "no object / no character here": a loss on them skips those slots (presence has its own).
+EMPTY_IS_UNKNOWN = frozenset({"cell_shape", "cell_colour", "cell_size", "cell_action", "cell_char", "sign_text"})
+
+
+def scene_targets(scene: dict) -> dict[str, list[int]]:
+    """Class ids per grid cell (row-major, GRID x GRID) and per scene, 0 meaning "none":
+
+    `cell_object` and `cell_sign` mark the cells holding an object / the sign; `cell_shape`, `cell_colour`,
+    `cell_size`, `cell_action` (1 = resting) describe the object in a cell; `cell_char` is the sign character in
+    a sign cell (a two-character sign has one in each of its two cells, a one-character sign straddles both);
+    `place` is the scene type and `sign_text` the sign's characters by position. These are the zoo ViTs'
+    auxiliary targets (location-aware pretraining, as LocCa / SigLIP 2 add to CLIP); `EMPTY_IS_UNKNOWN` lists
+    those where 0 is "nothing to say".
+    """
+    cells = {k: [0] * GRID * GRID
+             for k in ("cell_object", "cell_shape", "cell_colour", "cell_size", "cell_action", "cell_sign",
+                       "cell_char")}
+    for o in scene["objects"]:
+        i = o["row"] * GRID + o["col"]
+        cells["cell_object"][i] = 1
+        cells["cell_shape"][i] = 1 + SHAPES.index(o["shape"])
+        cells["cell_colour"][i] = 1 + list(COLOURS).index(o["colour"])
+        cells["cell_size"][i] = 1 + SIZES.index(o["size"])
+        cells["cell_action"][i] = 1 + (0 if o["action"] == "resting" else 1 + ACTIONS.index(o["action"]))
+    text = ""
+    if scene.get("sign"):
+        sign = scene["sign"]
+        row, col = int(sign["y"] * GRID), round(sign["x"] * GRID) - 1  # the sign spans cells col and col + 1
+        text = sign["text"]
+        for k, c in enumerate((col, col + 1)):
+            cells["cell_sign"][row * GRID + c] = 1
+            cells["cell_char"][row * GRID + c] = 1 + SIGN_CHARS.index(text[min(k, len(text) - 1)])
+    sign_text = [1 + SIGN_CHARS.index(ch) for ch in text] + [0] * (SIGN_MAX_CHARS - len(text))
+    return {**cells, "place": [1 + list(PLACES).index(scene["place"])], "sign_text": sign_text}
 
 
 # ---- still-image questions, one generator per Open-VQA category ------------------------------------------------

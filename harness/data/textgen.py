@@ -1,16 +1,18 @@
 """Text without images: documents about the world's facts, text-only instructions, and noisy alt-text.
 
 Documents teach a language model the world's facts and caption grammar (LM pretraining). Text-only instructions
-are answerable without an image (arithmetic, facts, word facts); a third of them end in one of the evaluation
-format instructions, which is how an instruction-tuned LM (and text co-training) learns to obey them. Noisy
-alt-text mimics web alt-text: wrong attributes, keyword salad and junk tokens from `NOISE_TOKENS`.
+are answerable without an image (arithmetic, facts, word facts, and questions about a scene described in the
+instruction itself: reading comprehension, which is what a real instruction-tuned LLM brings to a multimodal model
+and a base LLM lacks); a third of them end in one of the evaluation format instructions, which is how an
+instruction-tuned LM (and text co-training) learns to obey them. Noisy alt-text mimics web alt-text: wrong
+attributes, keyword salad and junk tokens from `NOISE_TOKENS`.
 """
 
 from __future__ import annotations
 
 import random
 
-from harness.data.scenes import corners_fact, detailed_caption, name, sample_scene, short_caption
+from harness.data.scenes import IMAGE_QUESTIONS, corners_fact, detailed_caption, name, sample_scene, short_caption
 from harness.data.vocab import (
     COLOURS,
     CORNERS,
@@ -63,8 +65,34 @@ def text_document(rng: random.Random) -> str:
     return " ".join(sents)
 
 
+# Questions a detailed caption answers: every category but Spatial (the caption names quadrants, not grid cells).
+SCENE_QA_CATEGORIES = ("OCR", "Count", "Reason", "Place", "Color", "Action", "Others")
+SCENE_QA_TEMPLATES = ("Here is a scene. {scene} {question}", "Read this: {scene} Question: {question}",
+                      "{scene} Based on this description: {question}", "Picture this. {scene} {question}",
+                      "Description: {scene} {question}", "{scene} {question}")
+SCENE_QA_SHARE = 0.4  # of the text-only instructions
+
+
+def scene_qa(rng: random.Random) -> tuple[str, str, str]:
+    """A question about a scene described in words: (instruction, answer, the answer's format)."""
+    while True:
+        category = rng.choice(SCENE_QA_CATEGORIES)
+        scene = sample_scene(rng, sign=True if category == "OCR" else None,
+                             actor=True if category == "Action" else None)
+        qa = IMAGE_QUESTIONS[category](rng, scene)
+        if qa:
+            break
+    question, answer = qa
+    text = rng.choice(SCENE_QA_TEMPLATES).format(scene=detailed_caption(scene), question=question)
+    fmt = "yes_no" if answer in ("yes", "no") else "one_word" if " " not in answer else "short_answer"
+    return text, answer, fmt
+
+
 def text_instruction(rng: random.Random) -> tuple[str, str]:
     """A (question, answer) answerable without an image; sometimes with a format instruction appended."""
+    if rng.random() < SCENE_QA_SHARE:
+        q, ans, fmt = scene_qa(rng)
+        return (f"{q} {FORMAT_INSTRUCTIONS[fmt]}" if rng.random() < 0.35 else q), ans
     kind = rng.choice(["plus", "minus", "times", "sky", "feel", "corners", "opposite", "next", "bigger",
                        "kind", "describe"])
     fmt = None

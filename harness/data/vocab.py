@@ -45,8 +45,11 @@ DIRECTION_PHRASE = {"left": "to the left", "right": "to the right", "up": "up", 
 
 # Characters a sign can show (5x7 bitmap glyphs in render.py); look-alikes (O/0, I/1, S/5, G/6) are left out.
 SIGN_DIGITS = "23456789"
-SIGN_LETTERS = "ABCDEFHKLMNPRTUXYZ"
+# Glyphs that differ in several strokes, so a miniature encoder can tell them apart; no "A", which the lowercase
+# tokenizer turns into the article "a".
+SIGN_LETTERS = "EHKMRTXY"
 SIGN_CHARS = SIGN_DIGITS + SIGN_LETTERS
+SIGN_MAX_CHARS = 2
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 OPPOSITES = {"left": "right", "right": "left", "up": "down", "down": "up", "big": "small", "small": "big",

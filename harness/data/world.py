@@ -45,7 +45,8 @@ from harness.data.textgen import noisy_alt_text, text_document, text_instruction
 from harness.errors import AblateError, did_you_mean
 
 # Bump whenever rendering, the sample layout or any generator changes: it is part of the cache hash.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 4  # 4: 1 px glyphs, signs of 1-2 of 16 characters, bold local action cues, scene QA,
+#                          follow-up questions in vqa samples
 
 PRETRAIN_DATASETS = ("captions", "noisy", "text")
 FINETUNE_DATASETS = ("vqa", "caption", "place", "dialogue", "text_instructions", "video_qa", "video_caption")
@@ -84,13 +85,18 @@ class World:
         """Number of samples in a dataset."""
         return self._entry(name)["count"]
 
-    def caption_pairs(self, limit: int | None = None) -> list[tuple[Image.Image, str]]:
-        """(image, clean short caption) pairs from `captions` (e.g. to pretrain the zoo's ViTs)."""
+    def caption_pairs(self, limit: int | None = None, targets: bool = False) -> list[tuple]:
+        """(image, clean short caption) pairs from `captions` (to pretrain the zoo's ViTs); with `targets`, triples
+        that add the scene's dense targets (`scenes.scene_targets`: what is in each grid cell, the place, the
+        sign's text) for the location-aware objective."""
+        from harness.data.scenes import scene_targets
+
         out = []
         for s in iter_samples(self.shards("captions")):
             if limit is not None and len(out) >= limit:
                 break
-            out.append((s["images"][0], s["txt"]))
+            pair = (s["images"][0], s["txt"])
+            out.append((*pair, scene_targets(s["json"]["scene"])) if targets else pair)
         return out
 
     def texts(self) -> list[str]:
@@ -157,18 +163,28 @@ def _sample(dataset: str, i: int, meta: dict, images: list[bytes] | None = None,
     return dataset, sample
 
 
+VQA_MORE = (1, 3)  # follow-up questions about the same image in a `vqa` sample (min, max)
+
+
 def make_image(cfg: WorldConfig, i: int) -> list[tuple]:
-    """Image i of the training stream: a `captions` pair and a `vqa` question, plus every second image a `caption`
-    or `place` sample and every third a `dialogue`."""
+    """Image i of the training stream: a `captions` pair and a `vqa` sample, plus every second image a `caption`
+    or `place` sample and every third a `dialogue`.
+
+    A `vqa` sample asks one question of its category (categories evenly over images) and 1-3 follow-up questions
+    of other categories about the same image (`more`), trained as turns of one conversation as LLaVA-style
+    instruction data is: several supervised answers per image for little more compute than one.
+    """
     rng = random.Random(f"{cfg.seed}/images/{i}")
     category = IMAGE_CATEGORIES[i % len(IMAGE_CATEGORIES)]  # categories evenly
     scene, q, a = image_item(rng, category)
     png = [_png(render_scene(scene, cfg.render_size))]
     short, detailed = short_caption(scene), detailed_caption(scene)
+    more = [[q2, a2] for c2, q2, a2 in scene_questions(rng, scene, rng.randint(*VQA_MORE) + 1)
+            if c2 != category and q2 != q][:VQA_MORE[1]]
     out = [
         _sample("captions", i, {"task": "caption_short", "answer": short, "detailed": detailed, "scene": scene},
                 png, short),
-        _sample("vqa", i, {"task": "vqa", "category": category, "question": q, "answer": a}, png),
+        _sample("vqa", i, {"task": "vqa", "category": category, "question": q, "answer": a, "more": more}, png),
     ]
     if i % 2 == 0:
         task = rng.choice(["caption_short", "caption_detailed"])

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
+
+from harness.data.vocab import NOISE_TOKENS
 
 Row = dict[str, Any]
 
@@ -151,3 +154,69 @@ def format_category_table(rows: Iterable[Row], split: str) -> str:
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in (header, values)
     )
+
+
+# ---- per-item metrics: what a paired comparison of two runs resamples -------------------------------------------
+
+SHORT_ANSWER_MAX_WORDS = 3  # "Give a short answer." is obeyed by an answer of at most this many words
+
+
+def _compliance(row: Row) -> float | None:
+    probe, text = row.get("probe"), row["prediction"]
+    if probe == "yes_no":
+        return 100.0 * is_yes_no(text)
+    if probe == "one_word":
+        return 100.0 * (len(words(text)) == 1)
+    if probe == "short_answer":
+        return 100.0 * (len(words(text)) <= SHORT_ANSWER_MAX_WORDS)
+    return None
+
+
+@dataclass(frozen=True)
+class ItemMetric:
+    """A metric that is a mean over benchmark items (in percent unless `unit` says otherwise), so two runs can be
+    compared item by item: `score(row)` is the item's value, None when the row does not count."""
+
+    name: str
+    label: str
+    split: str
+    higher_is_better: bool
+    score: Callable[[Row], float | None]
+    unit: str = "%"
+
+    def values(self, rows: Iterable[Row]) -> dict[str, float]:
+        """item key -> value for the rows this metric counts."""
+        out = {}
+        for row in rows:
+            if row["split"] == self.split and (value := self.score(row)) is not None:
+                out[row["keys"]] = value
+        return out
+
+
+FIXED_ITEM_METRICS = {
+    "probes/instruction_compliance": ItemMetric(
+        "probes/instruction_compliance", "format instructions obeyed (yes/no, one word, short answer)", "probes",
+        True, _compliance),
+    "probes/caption_junk_rate": ItemMetric(
+        "probes/caption_junk_rate", "detailed captions with a junk token", "probes", False,
+        lambda r: 100.0 * (count_junk(r["prediction"], NOISE_TOKENS) > 0) if r.get("probe") == "caption" else None),
+    "probes/short_answer_words": ItemMetric(
+        "probes/short_answer_words", "words per answer under 'Give a short answer.'", "probes", False,
+        lambda r: float(len(words(r["prediction"]))) if r.get("probe") == "short_answer" else None, unit="words"),
+    "mme/acc": ItemMetric("mme/acc", "MME yes/no accuracy", "mme", True, lambda r: 100.0 * bool(r["correct"])),
+}
+
+
+def item_metric(name: str) -> ItemMetric:
+    """The per-item metric called `name`: `<openvqa split>/acc`, `<openvqa split>/<category>/acc` (accuracy on
+    that category's items) or one of `FIXED_ITEM_METRICS`."""
+    if name in FIXED_ITEM_METRICS:
+        return FIXED_ITEM_METRICS[name]
+    parts = name.split("/")
+    if parts[0].startswith("openvqa") and parts[-1] == "acc" and len(parts) in (2, 3):
+        category = parts[1] if len(parts) == 3 else None
+        label = f"Open-VQA {parts[0].removeprefix('openvqa_')} accuracy" + (f", {category}" if category else "")
+        return ItemMetric(name, label, parts[0], True,
+                          lambda r: 100.0 * bool(r["correct"]) if category in (None, r["category"]) else None)
+    known = [*FIXED_ITEM_METRICS, "openvqa_image/acc", "openvqa_image/<category>/acc", "openvqa_video/acc"]
+    raise ValueError(f"unknown item metric '{name}'; known: {', '.join(known)}")

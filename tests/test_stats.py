@@ -1,0 +1,90 @@
+"""Paired bootstrap intervals and verdicts (reports/stats.py) on per-item tables with known answers."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.evaluation.scoring import item_metric
+from reports.stats import Delta, expected_direction, item_table, paired_bootstrap, verdict
+
+
+def table(values: dict[tuple[str, int], list[float]]) -> pd.DataFrame:
+    """(variant, seed) -> per-item values (item i is 'k{i}')."""
+    rows = [(v, s, f"k{i}", x) for (v, s), xs in values.items() for i, x in enumerate(xs)]
+    return pd.DataFrame(rows, columns=["variant", "seed", "item", "value"])
+
+
+def test_identical_runs_give_zero_with_an_interval_around_it():
+    rng = np.random.default_rng(0)
+    base = list(rng.integers(0, 2, 300) * 100.0)
+    d = paired_bootstrap(table({("a", 0): base, ("b", 0): base}), "b", "a")
+    assert d.mean == 0 and d.low == 0 and d.high == 0 and not d.excludes_zero
+
+
+def test_one_seed_gets_an_interval_from_the_items_alone():
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 2, 302) * 100.0
+    better = np.where(rng.random(302) < 0.3, 100.0, base)  # about 15 points better, paired item by item
+    d = paired_bootstrap(table({("lynx", 0): list(base), ("v", 0): list(better)}), "v", "lynx")
+    assert d.seeds == 1 and d.items == 302
+    assert d.low < d.mean < d.high and d.excludes_zero and d.low > 5
+
+
+def test_seed_to_seed_variation_widens_the_interval():
+    rng = np.random.default_rng(2)
+    base = {s: rng.integers(0, 2, 200) * 100.0 for s in range(3)}
+    # The variant differs from the baseline by +12, -10, +1 points depending on the seed: no stable effect.
+    shifts = {0: 0.12, 1: -0.10, 2: 0.01}
+    variant = {s: np.where(rng.random(200) < abs(shifts[s]) * 2, 100.0 * (shifts[s] > 0), base[s]) for s in base}
+    values = {**{("lynx", s): list(v) for s, v in base.items()}, **{("v", s): list(v) for s, v in variant.items()}}
+    across = paired_bootstrap(table(values), "v", "lynx")
+    one = paired_bootstrap(table({("lynx", 0): list(base[0]), ("v", 0): list(variant[0])}), "v", "lynx")
+    assert across.high - across.low > one.high - one.low
+    assert not across.excludes_zero
+
+
+def test_unpaired_items_are_left_out():
+    values = {("lynx", 0): [0.0, 100.0, 0.0], ("v", 0): [100.0, 100.0]}  # the variant lacks item k2
+    d = paired_bootstrap(table(values), "v", "lynx")
+    assert d.items == 2 and d.mean == pytest.approx(50.0)
+
+
+def test_missing_variant_is_nan_not_an_error():
+    d = paired_bootstrap(table({("lynx", 0): [1.0]}), "v", "lynx")
+    assert math.isnan(d.mean) and d.text() == "—"
+
+
+def test_item_table_uses_the_metric_per_item():
+    preds = pd.DataFrame([
+        {"variant": "a", "seed": 0, "split": "openvqa_image", "category": "OCR", "keys": "i1", "correct": True,
+         "prediction": "7", "probe": ""},
+        {"variant": "a", "seed": 0, "split": "openvqa_image", "category": "Count", "keys": "i2", "correct": False,
+         "prediction": "3", "probe": ""},
+        {"variant": "a", "seed": 0, "split": "probes", "category": "yes_no", "keys": "p1", "correct": False,
+         "prediction": "Yes.", "probe": "yes_no"},
+    ])
+    ocr = item_table(preds, item_metric("openvqa_image/OCR/acc"))
+    assert ocr["item"].tolist() == ["i1"] and ocr["value"].tolist() == [100.0]
+    overall = item_table(preds, item_metric("openvqa_image/acc"))
+    assert sorted(overall["value"]) == [0.0, 100.0]
+    assert item_table(preds, item_metric("probes/instruction_compliance"))["value"].tolist() == [100.0]
+
+
+def test_verdicts_follow_the_paper_direction_and_the_interval():
+    paper, lynx = {"openvqa_image/acc": 70.0}, {"openvqa_image/acc": 76.0}
+    assert expected_direction(paper, lynx, "openvqa_image/acc") == "lower"
+    assert expected_direction(paper, lynx, "openvqa_image/OCR/acc") == "lower"  # the headline, translated
+    assert expected_direction(paper, lynx, "probes/caption_junk_rate") == "higher"  # lower is better there
+    below = Delta("m", -5.0, -8.0, -2.0, 3, 302)
+    above = Delta("m", 4.0, 1.0, 7.0, 3, 302)
+    unclear = Delta("m", -1.0, -4.0, 2.0, 3, 302)
+    assert verdict("v", "m", "lower", below).outcome == "reproduced"
+    assert verdict("v", "m", "lower", above).outcome == "opposite"
+    assert verdict("v", "m", "lower", unclear).outcome == "inconclusive"
+
+
+def test_unknown_metric_names_are_refused():
+    with pytest.raises(ValueError, match="unknown item metric"):
+        item_metric("openvqa_image/accuracy")
