@@ -69,6 +69,6 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def bench(session: nox.Session) -> None:
-    """Time the world, the zoo, one run's stages and evaluation; append the figures to benchmarks/RESULTS.md."""
+    """Speed figures side by side (ratios and medians) -> BENCHMARKS.md, benchmarks/latest.json, benchmarks/RESULTS.md."""
     env = _venv(session)
     session.run(str(BIN / "python"), "benchmarks/bench.py", *session.posargs, env=env, external=True)

@@ -36,13 +36,13 @@ import torch
 from torch import nn
 
 from harness.errors import AblateError
+from harness.placement import AUTOCAST, autocast_mode
 
 log = logging.getLogger("ablate")
 CACHE_VERSION = 1
 BLOCK_ROWS = 4096  # rows per block file
 ENCODE_BATCH = 64  # images per encoder call while warming
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-AUTOCAST = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}  # the autocast a run's precision implies
 
 
 def image_digest(data: bytes) -> str:
@@ -225,11 +225,6 @@ class FeatureCache:
         tmp.write_text("\n".join(digests) + "\n")
         os.replace(tmp, self.folder / f"{name}.keys")  # last: the block now exists for every reader
         self.refresh()
-
-
-def autocast_mode(precision: str) -> str | None:
-    """The autocast a Lightning precision setting runs the model under: "bf16", "fp16" or None."""
-    return {"bf16-mixed": "bf16", "16-mixed": "fp16"}.get(precision)
 
 
 def stage_features(root: Path, model, data, stage_name: str, datasets: list[str], image_size: int,

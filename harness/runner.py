@@ -111,6 +111,7 @@ def _train_and_evaluate(
     from harness.features import stage_features
     from harness.model import apply_freeze_policy
     from harness.model.freeze import format_freeze_table
+    from harness.placement import hold_frozen_in_training_dtype, run_device, stage_strategy
     from harness.training import MlflowMetrics, MultimodalModule
 
     cfg = resolved.config
@@ -132,17 +133,20 @@ def _train_and_evaluate(
                            batch_size=cfg.train.batch_size, seed=cfg.seed)
     metrics: dict[str, Any] = {}
     freeze_report, step_offset, trained, feature_log = [], 0, set(), {}
+    model.to(run_device(cfg.train.accelerator))  # once: every stage and the benchmark run where it lives
     for name in STAGES:
         stage: StageConfig = getattr(cfg.train, name)
         if stage.steps == 0:
             continue
         size = stage_image_size(cfg, stage)
+        rows = apply_freeze_policy(model, model_cfg, stage)
+        dtypes = hold_frozen_in_training_dtype(model, cfg.train.precision)
+        vision_was_trained = any(k.startswith("vision.") for k in trained)  # by an earlier stage
+        trained |= {n for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
         feature_log[name] = stage_features(
             store.cache / "features", model, data, name, list(data.mixture(name)), size, cfg.train.precision,
-            cfg.train.feature_cache, stage.train_vision, any(k.startswith("vision.") for k in trained))
+            cfg.train.feature_cache, stage.train_vision, vision_was_trained)
         log.info("[%s %s] vision features: %s", cfg.variant, name, feature_log[name])
-        rows = apply_freeze_policy(model, model_cfg, stage)
-        trained |= {n for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
         lines = format_freeze_table(rows)
         freeze_report += [f"[{name}]", *lines]
         for line in lines:
@@ -150,11 +154,13 @@ def _train_and_evaluate(
         log_batch(client, run_id, tags={f"freeze.{name}.{r['component']}": "trainable" if r["trainable"] else "frozen"
                                         for r in rows},
                   metrics={f"params/{name}/trainable": sum(r["trainable_params"] for r in rows),
-                           "params/total": sum(r["params"] for r in rows)})
+                           "params/total": sum(r["params"] for r in rows),
+                           **{f"params/{name}/{dtype}": n for dtype, n in dtypes.items()}})
         module = MultimodalModule(model, stage, cfg.train.weight_decay)
         callback = MlflowMetrics(client, run_id, cfg.train.log_every, prefix=f"train/{name}", step_offset=step_offset)
         trainer = L.Trainer(
             max_steps=stage.steps, accelerator=cfg.train.accelerator, devices=cfg.train.devices,
+            strategy=stage_strategy(cfg.train.accelerator, cfg.train.devices),
             precision=cfg.train.precision, logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False, callbacks=[callback],
         )
@@ -180,14 +186,13 @@ def _train_and_evaluate(
 
 def run_benchmark(model, assets, data, cfg: RunConfig, blind: bool = False) -> tuple[dict, list[dict], float]:
     """Score the model on the configured benchmark splits; returns metrics, per-item rows and seconds."""
-    import torch
-
     from harness.data import NOISE_TOKENS
     from harness.evaluation import JUDGES, evaluate
+    from harness.placement import autocast_for
 
     started = time.perf_counter()
     judge = JUDGES.get(cfg.eval.judge)()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16-mixed"):
+    with autocast_for(model, cfg.train.precision):  # on the model's device, in the dtype it trained under
         metrics, rows = evaluate(model, assets.tokenizer, data, cfg.eval, judge,
                                  junk_tokens=frozenset(NOISE_TOKENS), blind=blind)
     return metrics, rows, time.perf_counter() - started
@@ -197,7 +202,7 @@ def save_checkpoint(model, cfg: RunConfig, trained: set[str], folder: Path) -> N
     """Save the parameters some stage trained (the frozen backbones come back from their sources) and the config."""
     import torch
 
-    state = {k: v for k, v in model.state_dict().items() if k in trained}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items() if k in trained}
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(state, folder / "trainable.pt")
     (folder / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
@@ -240,12 +245,20 @@ def evaluate_saved(store: Store, target: str, blind: bool = False, splits: str |
     config, folder, run_id = load_saved(store, target)
     if splits:
         config = dataclasses.replace(config, eval=dataclasses.replace(config.eval, splits=splits))
-    assets, _, model = build_for(config, store)
+    from harness.model import apply_freeze_policy
+    from harness.placement import hold_frozen_in_training_dtype, run_device
+
+    assets, model_cfg, model = build_for(config, store)
     state = torch.load(folder / "trainable.pt", map_location="cpu", weights_only=True)
     missing = set(state) - set(model.state_dict())
     if missing:
         raise AblateError(f"{folder}/trainable.pt does not fit the model its config builds: {sorted(missing)[:3]}")
     model.load_state_dict(state, strict=False)
+    stages = [getattr(config.train, name) for name in STAGES if getattr(config.train, name).steps > 0]
+    if stages:  # the dtypes the run's own benchmark saw: those of its last stage
+        apply_freeze_policy(model, model_cfg, stages[-1])
+        hold_frozen_in_training_dtype(model, config.train.precision)
+    model.to(run_device(config.train.accelerator))
     data = WorldDataModule(assets.world, config.data, assets.tokenizer,
                            image_size=stage_image_size(config, config.train.finetune),
                            batch_size=config.train.batch_size, seed=config.seed)

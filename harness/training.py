@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import math
 import time
+from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
-from mlflow.tracking import MlflowClient
 
 from harness.config.schema import StageConfig
 from harness.errors import AblateError
 from harness.model.mllm import model_inputs
-from harness.tracking import log_metric_series
+
+if TYPE_CHECKING:  # the module itself runs without mlflow (benchmarks/gpu_check.py on a bare GPU machine)
+    from mlflow.tracking import MlflowClient
 
 
 def warmup_linear_decay(step: int, total: int, warmup_frac: float) -> float:
@@ -72,6 +74,8 @@ class MlflowMetrics(L.Callback):
         self.last_loss = float("nan")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not trainer.is_global_zero:  # one writer per run: rank 0 logs, the other ranks only train
+            return
         self.samples += batch["frames_mask"].shape[0]
         step = trainer.global_step
         self.last_loss = float(outputs["loss"].detach())
@@ -89,5 +93,7 @@ class MlflowMetrics(L.Callback):
 
     def flush(self) -> None:
         if self.pending:
+            from harness.tracking import log_metric_series
+
             log_metric_series(self.client, self.run_id, self.pending)
             self.pending = []

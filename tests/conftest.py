@@ -21,3 +21,20 @@ def tiny_store(tmp_path_factory):
     store.create()
     prepare(resolve("lynx", "tiny").config, store)
     return store
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    """A small real world (48 images, 16 videos; seconds to build), shared by the data-path tests."""
+    from harness.config.schema import WorldConfig
+    from harness.data import build_world
+
+    small = WorldConfig(num_images=48, num_noisy=24, num_videos=16, num_text=32, samples_per_shard=16)
+    return build_world(small, tmp_path_factory.getbasetemp() / "world-cache")
+
+
+@pytest.fixture(scope="session")
+def tokenizer(world):
+    from harness.data import build_tokenizer
+
+    return build_tokenizer(world)

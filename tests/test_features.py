@@ -8,25 +8,14 @@ import dataclasses
 import pytest
 import torch
 
-from harness.config.schema import DataConfig, ModelConfig, StageConfig, WorldConfig
-from harness.data import WorldDataModule, build_tokenizer, build_world
+from harness.config.schema import DataConfig, ModelConfig, StageConfig
+from harness.data import WorldDataModule
 from harness.data.shards import image_members, shard_reader
 from harness.features import FeatureCache, cache_identity, image_digest, stage_features
 from harness.model import apply_freeze_policy, build_model
 from harness.model.mllm import model_inputs
 
-SMALL = WorldConfig(num_images=48, num_noisy=24, num_videos=16, num_text=32, samples_per_shard=16)
 DATASETS = ["captions", "vqa", "video_qa", "text_instructions"]
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return build_world(SMALL, tmp_path_factory.getbasetemp() / "world-cache")
-
-
-@pytest.fixture(scope="module")
-def tokenizer(world):
-    return build_tokenizer(world)
 
 
 def make_model(tokenizer, seed: int = 0, **vision):

@@ -14,6 +14,7 @@ of `images` [B, F, 3, H, W] (docs/contracts.md).
 
 from __future__ import annotations
 
+import itertools
 import random
 import zlib
 from collections.abc import Iterator
@@ -78,22 +79,39 @@ def _shuffled(samples: Iterator, bufsize: int, rng: random.Random) -> Iterator:
     yield from buf
 
 
+def data_rank() -> tuple[int, int]:
+    """(rank, world size) of this process in a torch.distributed job, (0, 1) outside one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 class _Mixed(IterableDataset):
-    """Endless training examples of one stage, drawn from the datasets by weight with a seeded generator."""
+    """Endless training examples of one stage, drawn from the datasets by weight with a seeded generator.
+
+    Under data parallelism every rank draws the same global stream and keeps its own slice of each global batch
+    (rank r of W keeps examples r*B .. r*B+B-1 of every W*B), decoding only those: the ranks together see exactly
+    the samples one process would see at batch W*B, and no two ranks see the same one.
+    """
 
     def __init__(self, dm: WorldDataModule, stage: str, weights: dict[str, float], image_size: int):
         self.dm, self.stage, self.weights, self.image_size = dm, stage, weights, image_size
 
     def __iter__(self):
+        rank, world = data_rank()
         rng = random.Random(f"{self.dm.seed}/{self.stage}/mix")
         names = list(self.weights)
         probs = [self.weights[n] for n in names]
         streams = {}
-        while True:
+        for position in itertools.count():
             name = rng.choices(names, probs)[0]
             if name not in streams:  # opened on first use: a dataset never drawn costs nothing
                 streams[name] = self.dm.endless(name)
-            yield self.dm.train_example(next(streams[name]), name, self.image_size)
+            raw = next(streams[name])
+            if (position // self.dm.batch_size) % world == rank:
+                yield self.dm.train_example(raw, name, self.image_size)
 
 
 class WorldDataModule(L.LightningDataModule):

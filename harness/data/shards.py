@@ -126,7 +126,14 @@ def shard_reader(shards: list[str], shuffle_seed: int | None = None) -> wds.WebD
 
     shuffle = dict(shardshuffle=len(shards), detshuffle=True, seed=shuffle_seed) if shuffle_seed is not None \
         else dict(shardshuffle=False)
-    return wds.WebDataset(shards, handler=handler, empty_check=False, **shuffle).map(track)
+    # Every rank reads every shard: data parallelism splits the mixed stream by batch position instead
+    # (harness.data.datamodule._Mixed), which keeps the ranks' union equal to one process's stream.
+    return wds.WebDataset(shards, handler=handler, empty_check=False, nodesplitter=every_shard, **shuffle).map(track)
+
+
+def every_shard(urls):
+    """webdataset node splitter that keeps all shards on every rank."""
+    return urls
 
 
 def image_extensions(sample: dict) -> list[str]:

@@ -20,6 +20,7 @@ from harness.errors import AblateError, did_you_mean, one_of
 from harness.evaluation.judges import Judge, build_judge, detect_yes_no, normalise
 from harness.evaluation.scoring import Row, score_mme, score_openvqa, score_probes
 from harness.model.mllm import model_inputs
+from harness.placement import module_device, to_device
 
 KNOWN_SPLITS = ("openvqa_image", "openvqa_video", "openvqa_image_10x", "mme", "probes")
 ROW_FIELDS = ("keys", "split", "category", "question", "answer", "pair_id", "probe", "prediction", "correct")
@@ -77,9 +78,11 @@ def predict_split(model, tokenizer, datamodule, split: str, eval_cfg: EvalConfig
                   blind: bool = False) -> list[Row]:
     """Prediction rows (contract layout) for every item of one split."""
     gen = generation_config(eval_cfg, split)
+    device = module_device(model)  # batches go to the model, wherever it lives
     rows: list[Row] = []
     for batch in _batches(datamodule, split, eval_cfg.batch_size, blind):
-        new_tokens = model.generate(**model_inputs(batch), gen=gen, eos_token_id=tokenizer.eos_token_id)
+        new_tokens = model.generate(**to_device(model_inputs(batch), device), gen=gen,
+                                    eos_token_id=tokenizer.eos_token_id)
         texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         for i, text in enumerate(texts):
             row = {name: batch[name][i] for name in _LIST_FIELDS}
