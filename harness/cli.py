@@ -108,7 +108,7 @@ def cmd_grid_run(args) -> int:
     from harness.experiment import load_experiment
     from harness.grid import run_grid
 
-    experiment = load_experiment(args.experiment, scale=args.scale, workers=args.workers)
+    experiment = load_experiment(args.experiment, scale=args.scale, workers=args.workers, seeds=args.seeds)
     outcome = run_grid(experiment, _store(args), parse_overrides(args.overrides))
     print(
         f"{experiment.name}: {len(outcome.finished)} ran, {len(outcome.skipped)} skipped (already finished), "
@@ -272,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("experiment", help="experiment YAML, e.g. experiments/smoke.yaml")
     run.add_argument("--scale", default=None, help="override the experiment's scale")
     run.add_argument("--workers", type=int, default=None, help="parallel worker processes")
+    run.add_argument("--seeds", default=None, help="override the experiment's seeds, e.g. 0,1")
     run.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides applied to every run")
     run.set_defaults(func=cmd_grid_run)
 
@@ -289,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ablate` console script; user errors print one line and exit 2."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' per-checkpoint bars, in workers too
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per artifact the report reads
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # `key=value` overrides may follow options (`grid run exp.yaml --workers 2 train.lr=1e-4`); argparse alone

@@ -32,8 +32,9 @@ def plot_overall(runs: pd.DataFrame, order: list[str], baseline: str, path: Path
         for i, variant in enumerate(order):
             seeds = done.loc[done["tags.ablate.variant"] == variant, column].dropna()
             ax.scatter(seeds.values, [i] * len(seeds), color="black", s=10, zorder=3)
-            if pd.notna(means[variant]):
-                ax.text(means[variant] + 1.5, i, f"{means[variant]:.1f}", va="center", fontsize=8)
+            if pd.notna(means[variant]):  # right of the bar and of every seed's dot, so nothing overlaps
+                right = max([means[variant], *seeds.values])
+                ax.text(right + 2, i, f"{means[variant]:.1f}", va="center", fontsize=8)
         if baseline in means and pd.notna(means[baseline]):
             ax.axvline(means[baseline], color="#444444", linestyle="--", linewidth=0.8)
         ax.set_yticks(list(y), order, fontsize=9)
@@ -41,7 +42,8 @@ def plot_overall(runs: pd.DataFrame, order: list[str], baseline: str, path: Path
         ax.set_xlim(0, max(100.0, float(means.max() or 0) + 8))
         ax.set_xlabel("accuracy (%)")
         ax.set_title(title, fontsize=10)
-    fig.suptitle(f"Overall accuracy per variant (baseline {baseline} dark, dashed)", fontsize=10)
+    fig.suptitle(f"Overall accuracy per variant: bars are seed means, dots single seeds (baseline {baseline} "
+                 "dark, dashed)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -98,8 +98,10 @@ def load_predictions(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
     """Every finished run's per-item prediction rows (its `predictions.jsonl` artifact), with `variant`, `seed`
     and `run_id` columns; runs without the artifact are left out."""
     import json
+    import os
     import tempfile
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per run's artifact otherwise
     client = store.client()
     frames = []
     done = runs[runs["status"] == "FINISHED"]

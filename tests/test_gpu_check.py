@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 WITHOUT = """
 import importlib.machinery, runpy, sys
@@ -27,6 +29,7 @@ runpy.run_path(sys.argv[0], run_name='__main__')
 """
 
 
+@pytest.mark.slow  # builds and trains two tiny models in a subprocess: about 35 s
 def test_gpu_check_runs_on_the_cpu_without_the_tracking_stack(tmp_path):
     out = tmp_path / "gpu.json"
     done = subprocess.run(

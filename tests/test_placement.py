@@ -131,6 +131,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # two processes start torch and train: about 35 s
 def test_two_ddp_processes_read_different_samples_and_match_one_process(world, tokenizer, tmp_path,
                                                                        tmp_path_factory):
     from harness.tracking import Store

@@ -15,6 +15,7 @@ of `images` [B, F, 3, H, W] (docs/contracts.md).
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import zlib
 from collections.abc import Iterator
@@ -38,6 +39,7 @@ from harness.data.shards import (
 )
 from harness.errors import AblateError, one_of
 
+DATA_WORKERS = int(os.environ.get("ABLATE_DATA_WORKERS", 1))  # 0: read batches in the training process
 SHUFFLE_BUFFER = 1000  # raw samples held per dataset for shuffling (about one shard at the default shard size)
 EVAL_FIELDS = ("keys", "split", "category", "question", "answer", "pair_id", "probe")
 
@@ -145,7 +147,9 @@ class WorldDataModule(L.LightningDataModule):
         """Endless batches of a stage ("pretrain", "high_res", "finetune") at `image_size` (default: the
         datamodule's); the layout is `collate_train`'s."""
         dataset = _Mixed(self, stage, self.mixture(stage), image_size or self.image_size)
-        return DataLoader(dataset, batch_size=self.batch_size, collate_fn=self.collate_train, num_workers=0)
+        # One worker process reads, decodes and tokenizes the next batches while the model trains on this one.
+        return DataLoader(dataset, batch_size=self.batch_size, collate_fn=self.collate_train,
+                          num_workers=DATA_WORKERS, prefetch_factor=4 if DATA_WORKERS else None)
 
     def train_dataloader(self) -> DataLoader:
         """Lightning's hook: the batches of `self.stage`."""
