@@ -64,8 +64,10 @@ class Experiment:
         return runs
 
 
-def load_experiment(path: str | Path, scale: str | None = None, workers: int | None = None) -> Experiment:
-    """Read and check an experiment file; `scale`/`workers` given on the command line win over the file's."""
+def load_experiment(path: str | Path, scale: str | None = None, workers: int | None = None,
+                    seeds: str | None = None) -> Experiment:
+    """Read and check an experiment file; `scale`/`workers`/`seeds` ("0,1") given on the command line win over
+    the file's."""
     path = Path(path)
     raw = read_yaml(path, "experiment file")
     for key in raw:
@@ -79,7 +81,13 @@ def load_experiment(path: str | Path, scale: str | None = None, workers: int | N
     variants = raw.get("variants", [])
     if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
         raise ConfigError(f"{path}: 'variants' must be a list of variant names")
-    seeds = raw.get("seeds", [0])
+    if seeds is not None:
+        try:
+            seeds = [int(s) for s in seeds.split(",")]
+        except ValueError:
+            raise ConfigError(f"--seeds {seeds!r}: expected comma-separated integers, e.g. --seeds 0,1,2") from None
+    else:
+        seeds = raw.get("seeds", [0])
     is_int = lambda s: isinstance(s, int) and not isinstance(s, bool)  # noqa: E731
     if not isinstance(seeds, list) or not seeds or not all(is_int(s) for s in seeds):
         raise ConfigError(f"{path}: 'seeds' must be a non-empty list of integers, e.g. [0, 1, 2]")

@@ -19,7 +19,7 @@ def tiny_store(tmp_path_factory):
 
     store = Store(tmp_path_factory.mktemp("tiny-store"))
     store.create()
-    prepare(resolve("lynx", "tiny").config, store)
+    prepare(resolve("lynx", "tiny").config, store, zoo_workers=2)  # the LM and ViT chains in parallel
     return store
 
 

@@ -118,3 +118,14 @@ def test_variant_file_raising_on_import_is_named_by_the_cli(tmp_path):
         "ablate: error: variants/broken.py: variant file failed to import: "
         "ModuleNotFoundError: No module named 'no_such_module_anywhere' (line 1)"
     ]
+
+
+def test_seeds_option_overrides_the_files_seeds_and_is_checked(capsys, tmp_path):
+    from harness.experiment import load_experiment
+
+    assert load_experiment(REPO / "experiments/lynx_table3.yaml", seeds="0,1").seeds == (0, 1)
+    assert load_experiment(REPO / "experiments/lynx_table3.yaml").seeds == (0, 1, 2)
+    code, _, err = run_cli(capsys, "--out", str(tmp_path / "o"), "grid", "run",
+                           str(REPO / "experiments/smoke.yaml"), "--seeds", "0,one")
+    assert code == 2 and "--seeds '0,one': expected comma-separated integers" in err
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,87 @@
+"""The tiny study reproduces what it is meant to, so a regression in a mechanism fails CI.
+
+Runs lynx, w_llama, w_cross_attn and wo_high_res at `tiny` with seeds 0 and 1 through the real grid (world, zoo,
+Lightning, MLflow, per-item predictions), then judges each ablation the way the report does: the paired bootstrap
+over items and seeds on the metric its variant file declares, against the paper's direction.
+
+What the tiny miniature reproduces (docs/findings.md has the numbers):
+- the baseline learns: Open-VQA image accuracy far above what a blind model gets;
+- w_llama (base LLM instead of the instruction-tuned one) obeys format instructions less: reproduced.
+What it does not:
+- w_cross_attn: cross-attention into the frozen tiny LLM does better than the prefix at this budget (measured
+  +7.5 [+2.3, +12.4] points); pinned as a strict xfail, so if it starts reproducing the test says so and this file
+  and docs/findings.md must be updated;
+- wo_high_res: sign text (OCR) is barely read at either resolution by the tiny model (1-3 of 53 signs), so a
+  verdict on it is noise; the test pins that floor instead, to notice when it lifts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.experiment import Experiment
+from harness.grid import run_grid
+from reports.markdown import Comparisons
+from reports.runs import load_grid_runs, load_predictions
+from reports.stats import expected_direction, verdict
+
+pytestmark = pytest.mark.slow
+
+VARIANTS = ("w_llama", "w_cross_attn", "wo_high_res")
+
+
+@pytest.fixture(scope="module")
+def study(tiny_store):
+    # The splits the verdicts read (Open-VQA image for accuracy and OCR, the probes for instruction following),
+    # the same for every run; video and MME would add a minute here and decide nothing.
+    experiment = Experiment(name="mechanisms", path=Path("tests/test_mechanisms.py"), scale="tiny",
+                            baseline="lynx", variants=VARIANTS, seeds=(0, 1), workers=2,
+                            overrides={"eval.splits": "openvqa_image,probes"})
+    outcome = run_grid(experiment, tiny_store)
+    assert outcome.ok, outcome.failed
+    runs, _ = load_grid_runs(tiny_store, "mechanisms")
+    return runs, Comparisons(load_predictions(tiny_store, runs), "lynx")
+
+
+def outcome(study, variant: str) -> tuple[str, str]:
+    runs, comparisons = study
+    tags = runs.set_index("tags.ablate.variant")
+    mechanism = tags.loc[variant, "tags.ablate.mechanism"].iloc[0]
+    paper = json.loads(tags.loc[variant, "tags.ablate.paper_scores"].iloc[0])
+    base = json.loads(tags.loc["lynx", "tags.ablate.paper_scores"].iloc[0])
+    delta = comparisons.delta(mechanism, variant)
+    return verdict(variant, mechanism, expected_direction(paper, base, mechanism), delta).outcome, delta.text()
+
+
+def test_the_baseline_learns_and_uses_the_image(study, tiny_store):
+    from harness.runner import evaluate_saved
+
+    runs, _ = study
+    lynx = runs[runs["tags.ablate.variant"] == "lynx"].sort_values("tags.ablate.seed")
+    assert len(lynx) == 2 and (lynx["status"] == "FINISHED").all()
+    seen = lynx.iloc[0]
+    blind, _ = evaluate_saved(tiny_store, seen["run_id"], blind=True, splits="openvqa_image")
+    # At tiny most categories are carried by question priors (seen 26.5-26.8% against 23.5-25.8% blind in two
+    # builds); the scene is where the image shows: Place 31.8-45.5% seen against 13.6% blind.
+    assert seen["metrics.eval/openvqa_image/Place/acc"] >= blind["eval/openvqa_image/Place/acc"] + 10, blind
+
+
+def test_a_base_llm_obeys_format_instructions_less(study):
+    assert outcome(study, "w_llama")[0] == "reproduced", outcome(study, "w_llama")
+
+
+@pytest.mark.xfail(strict=True, reason="known miss at tiny: cross-attention does better than the prefix")
+def test_cross_attention_into_a_frozen_llm_does_worse(study):
+    assert outcome(study, "w_cross_attn")[0] == "reproduced", outcome(study, "w_cross_attn")
+
+
+def test_signs_are_at_the_floor_so_wo_high_res_is_not_judged_here(study):
+    # OCR at tiny is 1-3 of 53 signs for every variant (measured: wo_high_res -1.9 [-5.7, +0.0] and +0.9
+    # [+0.0, +3.8] points in two builds), so a verdict on it is noise. Pin the floor: if the tiny model starts
+    # reading signs, this fails, and wo_high_res gets a real assertion here.
+    runs, _ = study
+    ocr = runs.groupby("tags.ablate.variant")["metrics.eval/openvqa_image/OCR/acc"].mean()
+    assert ocr.max() < 12, ocr.to_dict()
