@@ -209,6 +209,7 @@ def main() -> None:
         grid = time_grid(args.grid, args.scale, out)
         figures["eval_share"] = grid["eval_share"]
         figures[f"table3_{args.scale}_s"] = grid["table3_s"]
+        figures["grid_runs"] = grid["runs"]
     write(figures, args)
 
 
@@ -244,7 +245,7 @@ def write(figures: dict, args) -> None:
          "bf16 is faster here: consider it for this scale"),
         ("evaluation share of a run's wall time", "n/a" if f["eval_share"] is None else f"{f['eval_share']:.1%}",
          verdict("eval_share", f["eval_share"])),
-        (f"Table 3 grid at {args.scale} (7 runs, world and zoo prebuilt)",
+        (f"grid {args.grid or '(none)'} at {args.scale} ({f.get('grid_runs', 'no')} runs, world and zoo prebuilt)",
          "n/a" if f.get(f"table3_{args.scale}_s") is None else f"{f[f'table3_{args.scale}_s']:.0f} s",
          verdict("table3_small_s", f.get("table3_small_s"))),
     ]
