@@ -36,7 +36,8 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*does not have many workers.*", ".*IterableDataset.*__len__.*", ".*treespec.*LeafSpec.*",
                     ".*module\\(s\\) in eval mode.*",  # frozen backbones stay in eval mode on purpose
-                    ".*no_repeat_ngram_size.*inputs_embeds.*"):  # known: the n-gram rule sees generated tokens only
+                    ".*no_repeat_ngram_size.*inputs_embeds.*",  # known: the n-gram rule sees generated tokens only
+                    ".*persistent_workers=True.*"):  # a stage's loader is iterated once; nothing to persist
         warnings.filterwarnings("ignore", pattern)
 
 
