@@ -64,6 +64,7 @@ def check_variant(variant: str, scale: str, device: torch.device, batch: int, te
     from harness.config.resolve import resolve
     from harness.config.schema import GenerationConfig
     from harness.model import apply_freeze_policy, build_model
+    from harness.model.mllm import model_inputs
     from harness.placement import autocast_for, hold_frozen_in_training_dtype, to_device
 
     cfg = resolve(variant, scale, cli={"model.llm.source": "random", "model.vision.weights": "random"}).config
@@ -79,16 +80,16 @@ def check_variant(variant: str, scale: str, device: torch.device, batch: int, te
     data = to_device(synthetic_batch(cfg, vocab, batch, text_len, device), device)
     with torch.no_grad(), autocast_for(model, precision):  # the feature cache's content for this batch
         features = model.vision(data["images"].flatten(0, 1)).unflatten(0, data["images"].shape[:2])
+    pixel_inputs = model_inputs(data)  # what a batch without the feature cache carries
+    cached_inputs = model_inputs({**data, "images": None, "features": features})
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5, fused=device.type == "cuda")
 
     def step(cached: bool) -> float:
         sync(device)
         t = time.perf_counter()
-        inputs = {k: data[k] for k in ("frames_mask", "input_ids", "attention_mask")}
-        inputs |= {"images": None, "features": features} if cached else {"images": data["images"]}
         with autocast_for(model, precision):
-            loss = model(**inputs, labels=data["labels"]).loss
+            loss = model(**(cached_inputs if cached else pixel_inputs), labels=data["labels"]).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -102,8 +103,7 @@ def check_variant(variant: str, scale: str, device: torch.device, batch: int, te
     cached = statistics.median(step(True) for _ in range(steps))
     uncached = statistics.median(step(False) for _ in range(max(3, steps // 2)))
     with FlopCounterMode(display=False) as counter, autocast_for(model, precision):
-        model(images=None, features=features, **{k: data[k] for k in ("frames_mask", "input_ids", "attention_mask")},
-              labels=data["labels"]).loss.backward()
+        model(**cached_inputs, labels=data["labels"]).loss.backward()
     opt.zero_grad(set_to_none=True)
     flops = float(counter.get_total_flops())
     peak_mem = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None

@@ -168,23 +168,25 @@ def cmd_zoo_probe(args) -> int:
     from harness.zoo import resolve_source
     from harness.zoo.probe import format_probe, probe_encoder
 
-    store = _store(args)
-    store.create()
-    for entry in args.entries.split(","):
-        size = {"vit-large": "large", "vit-small": "small"}.get(entry)
+    sizes = {entry: {"vit-large": "large", "vit-small": "small"}.get(entry) for entry in args.entries.split(",")}
+    for entry, size in sizes.items():  # before anything is built or written
         if size is None:
             raise AblateError(f"zoo probe: '{entry}' is not a vision entry; use vit-large or vit-small")
+    store = _store(args)
+    store.create()
+    config = resolve("lynx", args.scale).config
+    world = build_world(config.world, store.cache)
+    tokenizer = build_tokenizer(world)
+    images, scenes = [], []
+    for sample in iter_samples(world.shards("captions")):
+        if len(images) >= args.images:
+            break
+        images.append(sample["images"][0])
+        scenes.append(sample["json"]["scene"])
+    for entry, size in sizes.items():
         vision = resolve("lynx", args.scale, cli={"model.vision.size": size}).config.model.vision
-        config = resolve("lynx", args.scale).config
-        world = build_world(config.world, store.cache)
-        folder = ensure_zoo(config, store, world, build_tokenizer(world), entries={entry}, workers=2)
+        folder = ensure_zoo(config, store, world, tokenizer, entries={entry}, workers=2)
         encoder = VisionEncoder(vision, resolve_source(f"zoo:{entry}", folder))
-        images, scenes = [], []
-        for sample in iter_samples(world.shards("captions")):
-            if len(images) >= args.images:
-                break
-            images.append(sample["images"][0])
-            scenes.append(sample["json"]["scene"])
         results = {s: probe_encoder(encoder, images, scenes, s) for s in (vision.image_size, vision.high_res_size)}
         print(f"{entry} ({args.scale}), linear probes on {len(images)} caption images, 25% held out:")
         for line in format_probe(results):

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from harness.errors import AblateError
-from harness.placement import AUTOCAST, autocast_mode
+from harness.placement import AUTOCAST, autocast_mode, autocast_on, module_device
 
 log = logging.getLogger("ablate")
 CACHE_VERSION = 1
@@ -198,7 +198,6 @@ class FeatureCache:
     @torch.no_grad()
     def _encode(self, encoder: nn.Module, pending: dict[str, bytes], image_size: int, to_pixels, device) -> int:
         digests = list(pending)
-        autocast = AUTOCAST[self.autocast]
         was_training = encoder.training
         encoder.eval()
         try:
@@ -207,8 +206,7 @@ class FeatureCache:
                 rows = []
                 for b in range(0, len(chunk), ENCODE_BATCH):
                     pixels = torch.stack([to_pixels(pending[d], image_size) for d in chunk[b:b + ENCODE_BATCH]])
-                    with torch.autocast(torch.device(device).type, dtype=autocast or torch.bfloat16,
-                                        enabled=autocast is not None):
+                    with autocast_on(device, self.autocast):
                         rows.append(encoder(pixels.to(device)).cpu())
                 self._write_block(chunk, torch.cat(rows))
         finally:
@@ -244,9 +242,8 @@ def stage_features(root: Path, model, data, stage_name: str, datasets: list[str]
         return f"skipped: the vision encoder {why}, so its tokens are computed on the fly"
     from harness.data.datamodule import bytes_to_tensor
 
-    device = next(model.vision.parameters()).device
     cache = FeatureCache.for_encoder(root, model.vision, image_size, autocast_mode(precision))
     new = cache.warm(model.vision, {name: data.shards_of(name) for name in datasets}, image_size,
-                     bytes_to_tensor, device)
+                     bytes_to_tensor, module_device(model.vision))
     data.use_features(image_size, cache)
     return f"cached at {image_size}px ({len(cache)} images, {new} encoded now) in {cache.folder.name}"

@@ -58,11 +58,16 @@ def hold_frozen_in_training_dtype(model: nn.Module, precision: str) -> dict[str,
     return counts
 
 
+def autocast_on(device: torch.device | str, mode: str | None):
+    """Autocast on `device`'s type in `mode` ("bf16", "fp16"), or a disabled one for None."""
+    dtype = AUTOCAST[mode]
+    return torch.autocast(torch.device(device).type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
 @contextlib.contextmanager
 def autocast_for(model: nn.Module, precision: str) -> Iterator[None]:
     """Autocast on the model's own device type with the dtype the run trained under (off under `32-true`)."""
-    dtype = AUTOCAST[autocast_mode(precision)]
-    with torch.autocast(module_device(model).type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+    with autocast_on(module_device(model), autocast_mode(precision)):
         yield
 
 

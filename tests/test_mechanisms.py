@@ -17,16 +17,14 @@ What it does not:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from harness.experiment import Experiment
 from harness.grid import run_grid
-from reports.markdown import Comparisons
+from reports.markdown import Comparisons, verdict_rows
 from reports.runs import load_grid_runs, load_predictions
-from reports.stats import expected_direction, verdict
 
 pytestmark = pytest.mark.slow
 
@@ -47,13 +45,10 @@ def study(tiny_store):
 
 
 def outcome(study, variant: str) -> tuple[str, str]:
+    """The report's verdict row for `variant`: (verdict, Δ on its mechanism metric with the interval)."""
     runs, comparisons = study
-    tags = runs.set_index("tags.ablate.variant")
-    mechanism = tags.loc[variant, "tags.ablate.mechanism"].iloc[0]
-    paper = json.loads(tags.loc[variant, "tags.ablate.paper_scores"].iloc[0])
-    base = json.loads(tags.loc["lynx", "tags.ablate.paper_scores"].iloc[0])
-    delta = comparisons.delta(mechanism, variant)
-    return verdict(variant, mechanism, expected_direction(paper, base, mechanism), delta).outcome, delta.text()
+    row = next(r for r in verdict_rows(runs, ["lynx", *VARIANTS], "lynx", comparisons) if r["variant"] == variant)
+    return row["verdict"], row["Δ mechanism [95% CI]"]
 
 
 def test_the_baseline_learns_and_uses_the_image(study, tiny_store):

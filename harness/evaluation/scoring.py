@@ -103,6 +103,21 @@ def is_yes_no(text: str) -> bool:
     return [w.lower() for w in words(text)] in (["yes"], ["no"])
 
 
+SHORT_ANSWER_MAX_WORDS = 3  # "Give a short answer." is obeyed by an answer of at most this many words
+
+
+def obeys_format(probe: str | None, text: str) -> bool | None:
+    """Does an answer obey its probe's format instruction (yes/no, one word, short answer)? None for a probe
+    without one. The one rule behind the logged compliance metrics and the per-item comparisons."""
+    if probe == "yes_no":
+        return is_yes_no(text)
+    if probe == "one_word":
+        return len(words(text)) == 1
+    if probe == "short_answer":
+        return len(words(text)) <= SHORT_ANSWER_MAX_WORDS
+    return None
+
+
 def count_junk(text: str, junk_tokens: Iterable[str]) -> int:
     """Occurrences of junk tokens in `text` as whole tokens (case-insensitive; a token may contain punctuation)."""
     total = 0
@@ -129,10 +144,10 @@ def score_probes(rows: Iterable[Row], junk_tokens: Iterable[str] = frozenset()) 
         metrics[f"eval/probes/{probe}/n"] = len(predictions)
     if answers := by_probe.get("short_answer"):
         metrics["eval/probes/short_answer_words"] = sum(len(words(a)) for a in answers) / len(answers)
-    if answers := by_probe.get("yes_no"):
-        metrics["eval/probes/yes_no_compliance"] = _pct(sum(is_yes_no(a) for a in answers), len(answers))
-    if answers := by_probe.get("one_word"):
-        metrics["eval/probes/one_word_compliance"] = _pct(sum(len(words(a)) == 1 for a in answers), len(answers))
+    for probe in ("yes_no", "one_word"):
+        if answers := by_probe.get(probe):
+            metrics[f"eval/probes/{probe}_compliance"] = _pct(sum(obeys_format(probe, a) for a in answers),
+                                                               len(answers))
     if captions := by_probe.get("caption"):
         counts = [count_junk(c, junk) for c in captions]
         n_words = sum(len(words(c)) for c in captions)
@@ -158,18 +173,9 @@ def format_category_table(rows: Iterable[Row], split: str) -> str:
 
 # ---- per-item metrics: what a paired comparison of two runs resamples -------------------------------------------
 
-SHORT_ANSWER_MAX_WORDS = 3  # "Give a short answer." is obeyed by an answer of at most this many words
-
-
 def _compliance(row: Row) -> float | None:
-    probe, text = row.get("probe"), row["prediction"]
-    if probe == "yes_no":
-        return 100.0 * is_yes_no(text)
-    if probe == "one_word":
-        return 100.0 * (len(words(text)) == 1)
-    if probe == "short_answer":
-        return 100.0 * (len(words(text)) <= SHORT_ANSWER_MAX_WORDS)
-    return None
+    obeyed = obeys_format(row.get("probe"), row["prediction"])
+    return None if obeyed is None else 100.0 * obeyed
 
 
 @dataclass(frozen=True)
