@@ -76,6 +76,19 @@ def test_labels_mask_the_prompt_and_keep_answer_and_eos(tokenizer):
     assert len(encode_example(tokenizer, "What colour is the star?", "red", max_len=5)["labels"]) == 5
 
 
+def test_sign_texts_are_spelled_one_character_per_token_and_words_stay_whole(tokenizer):
+    from harness.data.vocab import SIGN_CHARS
+
+    for a in SIGN_CHARS:
+        assert tokenizer.tokenize(a) == [a.lower()]
+        for b in SIGN_CHARS:
+            if (a + b).lower() not in {"me", "my"}:  # signs that spell a word of the world read as that word
+                assert len(tokenizer.tokenize(a + b)) == 2, a + b
+    for word in ("the", "three", "here"):  # words of the world made only of sign characters stay whole
+        assert tokenizer.tokenize(word) == [word]
+    assert tokenizer.unk_token_id not in tokenizer.encode("it says k7 or 2e or yx.")
+
+
 def test_dialogue_labels_every_assistant_turn(tokenizer):
     ex = encode_dialogue(tokenizer, [("What colour is the star?", "red"), ("Where is this?", "beach")], 64)
     supervised = torch.tensor(ex["labels"])

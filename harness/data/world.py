@@ -45,8 +45,8 @@ from harness.data.textgen import noisy_alt_text, text_document, text_instruction
 from harness.errors import AblateError, did_you_mean
 
 # Bump whenever rendering, the sample layout or any generator changes: it is part of the cache hash.
-GENERATOR_VERSION = 4  # 4: 1 px glyphs, signs of 1-2 of 16 characters, bold local action cues, scene QA,
-#                          follow-up questions in vqa samples
+GENERATOR_VERSION = 5  # 4: 1 px glyphs, signs of 1-2 of 16 characters, bold local action cues, scene QA,
+#                          follow-up questions in vqa samples; 5: sign texts spelled one character per token
 
 PRETRAIN_DATASETS = ("captions", "noisy", "text")
 FINETUNE_DATASETS = ("vqa", "caption", "place", "dialogue", "text_instructions", "video_qa", "video_caption")
