@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness.errors import AblateError
+from harness.errors import AblateError, Interrupted
 
 DEFAULT_OUT = os.environ.get("ABLATE_OUT", "outputs")
 ASSUMED_VOCAB = 1000  # for parameter counts when the vocabulary comes from the world tokenizer at run time
@@ -225,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=DEFAULT_OUT,
                         help="output folder holding the MLflow store, data cache and reports (default: %(default)s)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print results and errors")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of any error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     variants = sub.add_parser("variants", help="list, show and compare registered variants")
@@ -306,9 +307,25 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.func(args)
+    except Interrupted as err:
+        print(f"ablate: {err}", file=sys.stderr)
+        return 130
     except AblateError as err:
+        if args.debug:
+            raise
         print(f"ablate: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("ablate: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug, not a bad input: one line, the traceback only on request
+        if args.debug:
+            raise
+        print(f"ablate: internal error: {type(err).__name__}: {err} (run again with --debug for the traceback, "
+              "and please report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

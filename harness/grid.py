@@ -7,10 +7,12 @@ workers (or two `ablate grid run` processes on one machine) never run the same r
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import logging
 import multiprocessing
 import os
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -19,9 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from harness.config.resolve import ResolvedRun
-from harness.errors import AblateError
+from harness.errors import AblateError, ConfigError, Interrupted
 from harness.experiment import Experiment
-from harness.tracking import PARENT_TAG, Store, child_runs, experiment_id, finish, provenance, start_parent
+from harness.tracking import (
+    PARENT_TAG,
+    Store,
+    child_runs,
+    experiment_id,
+    find_runs,
+    finish,
+    mark_killed,
+    provenance,
+    start_parent,
+)
 
 log = logging.getLogger("ablate")
 SUMMARY = (("Open-VQA image", "eval/openvqa_image/acc"), ("video", "eval/openvqa_video/acc"),
@@ -63,8 +75,23 @@ def run_lock(store: Store, key: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+_busy = False  # in a worker process: whether it is running a run now
+
+
+def _on_sigint(signum, frame) -> None:
+    """In a worker, Ctrl-C interrupts the run it is training (which marks itself KILLED); an idle worker ignores
+    it and exits when the grid shuts the pool down, without a traceback."""
+    if _busy:
+        raise KeyboardInterrupt
+
+
+def _init_worker() -> None:
+    signal.signal(signal.SIGINT, _on_sigint)
+
+
 def _work(root: str, run_id: str, run: ResolvedRun, threads: int | None) -> tuple[str, dict[str, Any] | None, str]:
     """Worker entry point: ('done', metrics, '') | ('busy', None, '') | ('failed', None, reason)."""
+    global _busy
     from harness.runner import execute
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -72,10 +99,13 @@ def _work(root: str, run_id: str, run: ResolvedRun, threads: int | None) -> tupl
     with run_lock(store, run.key) as held:
         if not held:
             return "busy", None, ""
+        _busy = True
         try:
             return "done", execute(store, run_id, run, threads), ""
         except AblateError as err:
             return "failed", None, str(err)
+        finally:
+            _busy = False
 
 
 def prepare_assets(runs: list[ResolvedRun], store: Store, workers: int = 2) -> None:
@@ -113,17 +143,41 @@ def _record(outcome: GridOutcome, run: ResolvedRun, result: tuple[str, dict[str,
         log.info("  FAILED  %-28s %s", label(run), reason)
 
 
+def check_name_is_free(store: Store, experiment: Experiment, runs: list[ResolvedRun]) -> None:
+    """A grid is known by its name in an output folder. Running the same experiment file again after editing it
+    continues its grid (finished runs are kept, the report shows the grid as last run); another file that reuses
+    the name with other runs is refused, so two studies never share one grid."""
+    if not store.exists():
+        return
+    client = store.client()
+    exp = client.get_experiment_by_name(experiment.name)
+    parents = find_runs(client, exp.experiment_id, ablate__kind="grid", ablate__grid=experiment.name) if exp else []
+    if not parents:
+        return
+    tags = parents[0].data.tags
+    other = tags.get("ablate.experiment_path")
+    same_runs = set(tags.get("ablate.run_keys", "").split(",")) == {r.key for r in runs}
+    if other and other != str(experiment.path.resolve()) and not same_runs:
+        raise ConfigError(
+            f"{experiment.path}: the name '{experiment.name}' is already used in {store.root} by the grid of "
+            f"{other}, which has other runs; give this experiment a name of its own, or use another --out"
+        )
+
+
 def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None) -> GridOutcome:
     """Resolve, then train and evaluate every missing run of `experiment` into `store`."""
-    from harness.assets import check_sources
+    from harness.assets import check_sources, source_identity
 
     runs = experiment.expand(cli)  # every config is validated before anything is written
     for run in runs:
-        check_sources(run.config.model)
+        check_sources(run.config)
+    runs = [dataclasses.replace(run, sources=tuple(source_identity(run.config).items())) for run in runs]
+    check_name_is_free(store, experiment, runs)
     client = store.create()
     exp_id = experiment_id(client, store, experiment.name)
     parent_id = start_parent(client, exp_id, experiment.name, tags={
         "ablate.experiment_file": str(experiment.path),
+        "ablate.experiment_path": str(experiment.path.resolve()),
         "ablate.baseline": experiment.baseline,
         "ablate.scale": experiment.scale,
         "ablate.variants": ",".join(experiment.all_variants),
@@ -145,6 +199,7 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
             run_id = client.create_run(exp_id, run_name=f"{run.variant.name}-s{run.config.seed}", tags={
                 PARENT_TAG: parent_id, "ablate.run_key": run.key, "ablate.variant": run.variant.name,
                 "ablate.kind": "run", "ablate.grid": experiment.name,
+                **{f"ablate.resolved.{key}": value for key, value in run.sources},
             }).info.run_id
             client.update_run(run_id, status="SCHEDULED")
         todo.append((run, run_id))
@@ -156,14 +211,31 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
     workers = min(experiment.workers, len(todo)) or 1
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
     started = time.perf_counter()
-    if workers == 1:
-        for run, run_id in todo:
-            _record(outcome, run, _work(str(store.root), run_id, run, threads))
-    else:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_work, str(store.root), run_id, run, threads): run for run, run_id in todo}
-            for future in as_completed(futures):  # report each run as it ends, not when the grid does
-                _record(outcome, futures[future], future.result())
+    try:
+        _run_all(todo, store, outcome, workers, threads)
+    except KeyboardInterrupt:
+        # The worker that was training marked its run KILLED; runs not started stay SCHEDULED. Both run again.
+        mark_killed(client, parent_id)
+        raise Interrupted(f"interrupted: grid {experiment.name} stopped with {len(outcome.finished)} of "
+                          f"{len(todo)} runs done now; the interrupted run is marked KILLED. Run the same "
+                          "`ablate grid run` again to resume: finished runs are kept") from None
     log.info("grid %s finished in %.0fs", experiment.name, time.perf_counter() - started)
     finish(client, parent_id, ok=outcome.ok)
     return outcome
+
+
+def _run_all(todo: list[tuple[ResolvedRun, str]], store: Store, outcome: GridOutcome, workers: int,
+             threads: int | None) -> None:
+    if workers == 1:
+        for run, run_id in todo:
+            _record(outcome, run, _work(str(store.root), run_id, run, threads))
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker) as pool:
+        futures = {pool.submit(_work, str(store.root), run_id, run, threads): run for run, run_id in todo}
+        try:
+            for future in as_completed(futures):  # report each run as it ends, not when the grid does
+                _record(outcome, futures[future], future.result())
+        except KeyboardInterrupt:
+            pool.shutdown(wait=True, cancel_futures=True)  # the workers got the Ctrl-C too and mark their runs
+            raise

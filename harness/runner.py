@@ -21,7 +21,7 @@ from harness.config.resolve import ResolvedRun
 from harness.config.schema import RunConfig, StageConfig
 from harness.config.validate import to_flat_dict
 from harness.errors import AblateError
-from harness.tracking import Store, finish, log_batch, provenance
+from harness.tracking import Store, finish, log_batch, mark_killed, provenance
 
 log = logging.getLogger("ablate")
 STAGES = ("pretrain", "high_res", "finetune")
@@ -77,6 +77,9 @@ def execute(store: Store, run_id: str, resolved: ResolvedRun, threads: int | Non
     client.update_run(run_id, status="RUNNING")
     try:
         metrics = _train_and_evaluate(store, client, run_id, resolved, threads)
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C; Lightning turns one inside `fit` into SystemExit(1)
+        mark_killed(client, run_id)
+        raise KeyboardInterrupt from None
     except Exception as err:
         reason = f"{type(err).__name__}: {err}"
         log_batch(client, run_id, tags={"ablate.error": reason[:5000]})
@@ -125,9 +128,9 @@ def _train_and_evaluate(
     log_batch(
         client, run_id, params=to_flat_dict(cfg),
         tags={**run_tags(resolved), "ablate.world_hash": assets.world.manifest["hash"],
-              "ablate.zoo": str(assets.zoo_dir or "")},
+              "ablate.zoo": store.relative(assets.zoo_dir) if assets.zoo_dir else ""},
     )
-    client.log_text(run_id, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), "config.yaml")
+    store.log_text(client, run_id, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), "config.yaml")
 
     eval_size = stage_image_size(cfg, cfg.train.finetune)
     data = WorldDataModule(assets.world, cfg.data, assets.tokenizer, image_size=eval_size,
@@ -170,9 +173,9 @@ def _train_and_evaluate(
         metrics[f"time/{name}_s"] = time.perf_counter() - started
         metrics[f"train/{name}/final_loss"] = callback.last_loss
         step_offset += stage.steps
-    client.log_text(run_id, "\n".join(freeze_report) + "\n", "freeze_policy.txt")
+    store.log_text(client, run_id, "\n".join(freeze_report) + "\n", "freeze_policy.txt")
     save_checkpoint(model, cfg, trained, checkpoint_dir(store, resolved.key))
-    log_batch(client, run_id, tags={"ablate.checkpoint": str(checkpoint_dir(store, resolved.key))})
+    log_batch(client, run_id, tags={"ablate.checkpoint": store.relative(checkpoint_dir(store, resolved.key))})
     feature_log["eval"] = stage_features(
         store.cache / "features", model, data, "eval", parse_splits(cfg.eval.splits), eval_size,
         cfg.train.precision, cfg.train.feature_cache, False, any(k.startswith("vision.") for k in trained))
@@ -181,7 +184,7 @@ def _train_and_evaluate(
     eval_metrics, rows, seconds = run_benchmark(model, assets, data, cfg)
     metrics |= eval_metrics | {"time/eval_s": seconds}
     log_batch(client, run_id, metrics=metrics, step=step_offset)
-    client.log_text(run_id, "".join(json.dumps(r) + "\n" for r in rows), "predictions.jsonl")
+    store.log_text(client, run_id, "".join(json.dumps(r) + "\n" for r in rows), "predictions.jsonl")
     return metrics
 
 
@@ -225,7 +228,8 @@ def load_saved(store: Store, target: str) -> tuple[RunConfig, Path, str | None]:
                 f"{store.root}"
             ) from None
         run_id = target
-        folder = Path(run.data.tags.get("ablate.checkpoint", ""))
+        stored = run.data.tags.get("ablate.checkpoint")
+        folder = store.locate(stored) if stored else Path("")
         if not (folder / "config.yaml").is_file():
             raise AblateError(f"run {target} has no saved checkpoint (it may have failed before training ended)")
     if not (folder / "trainable.pt").is_file():
@@ -268,5 +272,5 @@ def evaluate_saved(store: Store, target: str, blind: bool = False, splits: str |
         prefix = "blind/" if blind else "rescored/"
         client = store.client()
         log_batch(client, run_id, metrics={prefix + k: v for k, v in metrics.items()})
-        client.log_text(run_id, "".join(json.dumps(r) + "\n" for r in rows), f"{prefix}predictions.jsonl")
+        store.log_text(client, run_id, "".join(json.dumps(r) + "\n" for r in rows), f"{prefix}predictions.jsonl")
     return metrics, rows

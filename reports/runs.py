@@ -19,6 +19,7 @@ def load_grid_runs(store: Store, grid: str) -> tuple[pd.DataFrame, pd.Series]:
     """The child runs of grid `grid` as last run (one row each) and the grid's parent run, via `search_runs`."""
     if not store.exists():
         raise AblateError(f"no MLflow store at {store.root}; run `ablate grid run` first or pass --out")
+    store.check_database()
     mlflow.set_tracking_uri(store.tracking_uri)
     if mlflow.get_experiment_by_name(grid) is None:
         raise AblateError(f"experiment '{grid}' has no runs in {store.root}; run `ablate grid run` on it first")
@@ -107,10 +108,12 @@ def load_predictions(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
     done = runs[runs["status"] == "FINISHED"]
     with tempfile.TemporaryDirectory() as tmp:
         for _, run in done.iterrows():
-            try:
-                path = client.download_artifacts(run["run_id"], "predictions.jsonl", tmp)
-            except Exception:  # a run from before predictions were logged, or a deleted artifact
-                continue
+            path = store.artifact_file(run.get("artifact_uri", ""), "predictions.jsonl")
+            if path is None:  # artifacts behind a tracking server
+                try:
+                    path = client.download_artifacts(run["run_id"], "predictions.jsonl", tmp)
+                except Exception:  # a run from before predictions were logged, or a deleted artifact
+                    continue
             with open(path, encoding="utf-8") as f:
                 rows = [json.loads(line) for line in f if line.strip()]
             frame = pd.DataFrame(rows)

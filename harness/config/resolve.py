@@ -55,10 +55,15 @@ class ResolvedRun:
     hash: str
     layers: tuple[Layer, ...]  # (source, flat overrides) in merge order
 
+    sources: tuple[tuple[str, str], ...] = ()  # (config key, "PATH @ FINGERPRINT") of local backbones
+
     @property
     def key(self) -> str:
-        """Stable identity of the run: config hash (the seed is part of the config)."""
-        return self.hash
+        """Stable identity of the run: the config hash (the seed is part of the config), and what its local
+        backbones resolve to, so re-pointing a `local:` name or replacing a checkpoint makes a new run."""
+        if not self.sources:
+            return self.hash
+        return hashlib.sha256(json.dumps([self.hash, *self.sources]).encode()).hexdigest()[:12]
 
 
 def list_scales() -> list[str]:
@@ -204,12 +209,15 @@ def check_consistency(config: RunConfig) -> None:
         (config.data.vqa_weight >= 0, "data.vqa_weight must not be negative"),
         (0 <= config.data.detailed_captions <= 1, "data.detailed_captions must be a share between 0 and 1"),
         (t.pretrain.steps + t.high_res.steps + t.finetune.steps >= 1, "the stages must train at least one step"),
-        (all(s.steps >= 0 for s in (t.pretrain, t.high_res, t.finetune)), "train.*.steps must not be negative"),
-        (all(0.0 <= s.warmup_frac < 1.0 for s in (t.pretrain, t.high_res, t.finetune)),
-         "train.*.warmup_frac must be in [0, 1)"),
-        (all(s.lr > 0 for s in (t.pretrain, t.high_res, t.finetune)), "train.*.lr must be positive"),
-        (t.batch_size >= 1, "train.batch_size must be at least 1"),
+        (t.batch_size >= 1, f"train.batch_size must be at least 1, got {t.batch_size}"),
     ]
+    for name in ("pretrain", "high_res", "finetune"):
+        s = getattr(t, name)
+        rules += [
+            (s.steps >= 0, f"train.{name}.steps must be 0 (skip the stage) or more, got {s.steps}"),
+            (0.0 <= s.warmup_frac < 1.0, f"train.{name}.warmup_frac must be in [0, 1), got {s.warmup_frac}"),
+            (s.lr > 0, f"train.{name}.lr must be positive, got {s.lr}"),
+        ]
     for ok, message in rules:
         if not ok:
             raise ConfigError(f"resolved config for variant '{config.variant}': {message}")
