@@ -109,7 +109,7 @@ def cmd_grid_run(args) -> int:
     from harness.grid import run_grid
 
     experiment = load_experiment(args.experiment, scale=args.scale, workers=args.workers, seeds=args.seeds)
-    outcome = run_grid(experiment, _store(args), parse_overrides(args.overrides))
+    outcome = run_grid(experiment, _store(args), parse_overrides(args.overrides), retry_failed=args.retry_failed)
     print(
         f"{experiment.name}: {len(outcome.finished)} ran, {len(outcome.skipped)} skipped (already finished), "
         f"{len(outcome.busy)} busy elsewhere, {len(outcome.failed)} failed; store: {args.out}"
@@ -117,6 +117,44 @@ def cmd_grid_run(args) -> int:
     for name, reason in outcome.failed.items():
         print(f"  failed: {name}: {reason}", file=sys.stderr)
     return 0 if outcome.ok else 1
+
+
+def cmd_run(args) -> int:
+    """One variant, no experiment file: a grid of one run named `run-VARIANT`, logged and skipped like any other."""
+    from harness.config.files import parse_overrides
+    from harness.config.resolve import resolve
+    from harness.experiment import Experiment
+    from harness.grid import run_grid
+
+    scale = args.scale or "tiny"
+    resolve(args.variant, scale, args.seed)  # an unknown variant or scale fails here, with its suggestion
+    experiment = Experiment(name=f"run-{args.variant}", path=Path(f"ablate run {args.variant}"), scale=scale,
+                            baseline=args.variant, variants=(), seeds=(args.seed,))
+    outcome = run_grid(experiment, _store(args), parse_overrides(args.overrides))
+    state = "failed" if outcome.failed else "skipped (already finished)" if outcome.skipped else "done"
+    print(f"{args.variant} at {scale}, seed {args.seed}: {state}; MLflow experiment '{experiment.name}' in "
+          f"{args.out} (`ablate ui` to browse)")
+    for name, reason in outcome.failed.items():
+        print(f"  failed: {name}: {reason}", file=sys.stderr)
+    return 0 if outcome.ok else 1
+
+
+def cmd_grid_status(args) -> int:
+    from harness.config.files import parse_overrides
+    from harness.experiment import load_experiment
+    from harness.grid import grid_status
+
+    experiment = load_experiment(args.experiment, scale=args.scale, seeds=args.seeds)
+    lines = grid_status(experiment, _store(args), parse_overrides(args.overrides))
+    width = max(len(name) for name, _ in lines)
+    for name, state in lines:
+        print(f"{name:<{width}}  {state}")
+    counts = {}
+    for _, state in lines:
+        kind = state.split(":")[0].split(" ")[0]
+        counts[kind] = counts.get(kind, 0) + 1
+    print(f"{experiment.name}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    return 0
 
 
 def cmd_report(args) -> int:
@@ -225,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=DEFAULT_OUT,
                         help="output folder holding the MLflow store, data cache and reports (default: %(default)s)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print results and errors")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also print each stage's freeze table and feature-cache use (always in MLflow)")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of any error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -269,6 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--splits", default=None, help="comma-separated benchmark splits (default: the run's)")
     evaluate.set_defaults(func=cmd_eval)
 
+    quick = sub.add_parser("run", help="train and evaluate one variant, no experiment file (a re-run is skipped)")
+    quick.add_argument("variant")
+    quick.add_argument("--scale", default=None, help="scale preset (default: tiny)")
+    quick.add_argument("--seed", type=int, default=0)
+    quick.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-4")
+    quick.set_defaults(func=cmd_run)
+
     grid = sub.add_parser("grid", help="run an experiment grid")
     gsub = grid.add_subparsers(dest="action", required=True, metavar="ACTION")
     run = gsub.add_parser("run", help="train and evaluate every missing run of an experiment file")
@@ -276,8 +323,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scale", default=None, help="override the experiment's scale")
     run.add_argument("--workers", type=int, default=None, help="parallel worker processes")
     run.add_argument("--seeds", default=None, help="override the experiment's seeds, e.g. 0,1")
+    run.add_argument("--retry-failed", action="store_true", help="run failed runs again (killed ones always are)")
     run.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides applied to every run")
     run.set_defaults(func=cmd_grid_run)
+    status = gsub.add_parser("status", help="one line per run: pending, running (stage, step), done, failed, killed")
+    status.add_argument("experiment", help="experiment YAML, e.g. experiments/smoke.yaml")
+    status.add_argument("--scale", default=None, help="the scale the grid was run at, if not the file's")
+    status.add_argument("--seeds", default=None, help="the seeds the grid was run with, if not the file's")
+    status.add_argument("overrides", nargs="*", metavar="key=value", help="the overrides the grid was run with")
+    status.set_defaults(func=cmd_grid_status)
 
     report = sub.add_parser("report", help="write the markdown report of an experiment from MLflow")
     report.add_argument("experiment")
@@ -302,7 +356,10 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.verbose:
+        os.environ["ABLATE_VERBOSE"] = "1"  # grid workers are separate processes
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    logging.getLogger("ablate").setLevel(logging.DEBUG if args.verbose else logging.NOTSET)
     for noisy in ("alembic", "mlflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
@@ -320,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print("ablate: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `ablate ... | head`
+        sys.stderr.close()
+        return 0
     except Exception as err:  # a bug, not a bad input: one line, the traceback only on request
         if args.debug:
             raise

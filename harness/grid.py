@@ -23,6 +23,7 @@ from typing import Any
 from harness.config.resolve import ResolvedRun
 from harness.errors import AblateError, ConfigError, Interrupted
 from harness.experiment import Experiment
+from harness.progress import GridDisplay
 from harness.tracking import (
     PARENT_TAG,
     Store,
@@ -95,6 +96,8 @@ def _work(root: str, run_id: str, run: ResolvedRun, threads: int | None) -> tupl
     from harness.runner import execute
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if os.environ.get("ABLATE_VERBOSE"):
+        logging.getLogger("ablate").setLevel(logging.DEBUG)
     store = Store(Path(root))
     with run_lock(store, run.key) as held:
         if not held:
@@ -128,9 +131,13 @@ def prepare_assets(runs: list[ResolvedRun], store: Store, workers: int = 2) -> N
                 log.info("zoo %s", line)
 
 
-def _record(outcome: GridOutcome, run: ResolvedRun, result: tuple[str, dict[str, Any] | None, str]) -> None:
+def _record(outcome: GridOutcome, run: ResolvedRun, result: tuple[str, dict[str, Any] | None, str],
+            display: GridDisplay) -> None:
     """Add a finished worker's result to the outcome and print its line."""
     status, metrics, reason = result
+    display.clear()
+    if status != "busy":
+        display.finished()
     if status == "done":
         outcome.finished.append(label(run))
         scores = ", ".join(f"{name} {metrics[key]:.1f}%" for name, key in SUMMARY if key in metrics)
@@ -141,6 +148,11 @@ def _record(outcome: GridOutcome, run: ResolvedRun, result: tuple[str, dict[str,
     else:
         outcome.failed[label(run)] = reason
         log.info("  FAILED  %-28s %s", label(run), reason)
+
+
+def experiment_origin(experiment: Experiment) -> str:
+    """Where a grid comes from: its experiment file's absolute path, or `ablate run VARIANT` for a quick run."""
+    return str(experiment.path.resolve()) if experiment.path.is_file() else str(experiment.path)
 
 
 def check_name_is_free(store: Store, experiment: Experiment, runs: list[ResolvedRun]) -> None:
@@ -157,15 +169,69 @@ def check_name_is_free(store: Store, experiment: Experiment, runs: list[Resolved
     tags = parents[0].data.tags
     other = tags.get("ablate.experiment_path")
     same_runs = set(tags.get("ablate.run_keys", "").split(",")) == {r.key for r in runs}
-    if other and other != str(experiment.path.resolve()) and not same_runs:
+    if other and other != experiment_origin(experiment) and not same_runs:
         raise ConfigError(
             f"{experiment.path}: the name '{experiment.name}' is already used in {store.root} by the grid of "
             f"{other}, which has other runs; give this experiment a name of its own, or use another --out"
         )
 
 
-def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None) -> GridOutcome:
-    """Resolve, then train and evaluate every missing run of `experiment` into `store`."""
+def grid_status(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """(run label, state) for every run of the experiment: 'pending', 'running: finetune 320/600, ...',
+    'done', 'failed: reason', 'killed', or 'stale: RUNNING in MLflow but no live process' after a crash."""
+    from harness.assets import source_identity
+    from harness.progress import describe, read_progress
+
+    runs = [dataclasses.replace(r, sources=tuple(source_identity(r.config).items())) for r in experiment.expand(cli)]
+    children: dict[str, Any] = {}
+    if store.exists():
+        client = store.client()
+        exp = client.get_experiment_by_name(experiment.name)
+        if exp is not None:
+            for r in find_runs(client, exp.experiment_id, ablate__kind="run", ablate__grid=experiment.name):
+                key = r.data.tags.get("ablate.run_key")
+                if key not in children or children[key].info.start_time < r.info.start_time:
+                    children[key] = r
+    lines = []
+    for run in runs:
+        child = children.get(run.key)
+        status = child.info.status if child is not None else None
+        if status is None or status == "SCHEDULED":
+            state = "pending"
+        elif status == "FINISHED":
+            state = "done"
+        elif status == "FAILED":
+            state = f"failed: {child.data.tags.get('ablate.error', '')[:200]}"
+        elif status == "KILLED":
+            state = "killed (runs again on the next grid run)"
+        else:
+            progress = read_progress(store.locks, run.key)
+            if _lock_held(store, run.key):
+                state = f"running: {describe(progress).split(': ', 1)[1]}" if progress else "running"
+            else:
+                state = "stale: RUNNING in MLflow but no process holds its lock (runs again on the next grid run)"
+        lines.append((label(run), state))
+    return lines
+
+
+def _lock_held(store: Store, key: str) -> bool:
+    """Whether a live process holds the run's lock (the lock dies with its process, so a crash leaves none)."""
+    path = store.locks / f"{key}.lock"
+    if not path.exists():
+        return False
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None,
+             retry_failed: bool = False) -> GridOutcome:
+    """Resolve, then train and evaluate every missing run of `experiment` into `store`. Killed and stale runs run
+    again; failed ones only with `retry_failed` (a failure usually needs a fix first)."""
     from harness.assets import check_sources, source_identity
 
     runs = experiment.expand(cli)  # every config is validated before anything is written
@@ -177,7 +243,7 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
     exp_id = experiment_id(client, store, experiment.name)
     parent_id = start_parent(client, exp_id, experiment.name, tags={
         "ablate.experiment_file": str(experiment.path),
-        "ablate.experiment_path": str(experiment.path.resolve()),
+        "ablate.experiment_path": experiment_origin(experiment),
         "ablate.baseline": experiment.baseline,
         "ablate.scale": experiment.scale,
         "ablate.variants": ",".join(experiment.all_variants),
@@ -193,6 +259,20 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
         if previous is not None and previous.info.status == "FINISHED":
             outcome.skipped.append(label(run))
             continue
+        if previous is not None and previous.info.status == "FAILED" and not retry_failed:
+            outcome.failed[label(run)] = (f"failed before ({previous.data.tags.get('ablate.error', '?')[:300]}); "
+                                          "pass --retry-failed to run it again")
+            continue
+        if previous is not None and _lock_held(store, run.key):  # another process is training it right now
+            outcome.busy.append(label(run))
+            continue
+        retry_of = None
+        if previous is not None and previous.info.status != "SCHEDULED":
+            # Killed (Ctrl-C, kill -9: left RUNNING with no lock) or failed: start it afresh in a new MLflow run, so
+            # no metric step is logged twice; the old run goes to MLflow's trash, where it can be restored.
+            retry_of = previous.info.run_id
+            client.delete_run(retry_of)
+            previous = None
         if previous is not None:
             run_id = previous.info.run_id
         else:
@@ -200,6 +280,7 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
                 PARENT_TAG: parent_id, "ablate.run_key": run.key, "ablate.variant": run.variant.name,
                 "ablate.kind": "run", "ablate.grid": experiment.name,
                 **{f"ablate.resolved.{key}": value for key, value in run.sources},
+                **({"ablate.retry_of": retry_of} if retry_of else {}),
             }).info.run_id
             client.update_run(run_id, status="SCHEDULED")
         todo.append((run, run_id))
@@ -211,31 +292,37 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
     workers = min(experiment.workers, len(todo)) or 1
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
     started = time.perf_counter()
+    display = GridDisplay(experiment.name, total=len(runs), workers=workers, locks=store.locks,
+                          done=len(outcome.skipped))
+    stop = display.follow([r.key for r, _ in todo])
     try:
-        _run_all(todo, store, outcome, workers, threads)
+        _run_all(todo, store, outcome, workers, threads, display)
     except KeyboardInterrupt:
         # The worker that was training marked its run KILLED; runs not started stay SCHEDULED. Both run again.
         mark_killed(client, parent_id)
         raise Interrupted(f"interrupted: grid {experiment.name} stopped with {len(outcome.finished)} of "
                           f"{len(todo)} runs done now; the interrupted run is marked KILLED. Run the same "
                           "`ablate grid run` again to resume: finished runs are kept") from None
+    finally:
+        stop.set()
+        display.clear()
     log.info("grid %s finished in %.0fs", experiment.name, time.perf_counter() - started)
     finish(client, parent_id, ok=outcome.ok)
     return outcome
 
 
 def _run_all(todo: list[tuple[ResolvedRun, str]], store: Store, outcome: GridOutcome, workers: int,
-             threads: int | None) -> None:
+             threads: int | None, display: GridDisplay) -> None:
     if workers == 1:
         for run, run_id in todo:
-            _record(outcome, run, _work(str(store.root), run_id, run, threads))
+            _record(outcome, run, _work(str(store.root), run_id, run, threads), display)
         return
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_worker) as pool:
         futures = {pool.submit(_work, str(store.root), run_id, run, threads): run for run, run_id in todo}
         try:
             for future in as_completed(futures):  # report each run as it ends, not when the grid does
-                _record(outcome, futures[future], future.result())
+                _record(outcome, futures[future], future.result(), display)
         except KeyboardInterrupt:
             pool.shutdown(wait=True, cancel_futures=True)  # the workers got the Ctrl-C too and mark their runs
             raise

@@ -21,6 +21,7 @@ from harness.config.resolve import ResolvedRun
 from harness.config.schema import RunConfig, StageConfig
 from harness.config.validate import to_flat_dict
 from harness.errors import AblateError
+from harness.progress import RunProgress
 from harness.tracking import Store, finish, log_batch, mark_killed, provenance
 
 log = logging.getLogger("ablate")
@@ -75,8 +76,14 @@ def execute(store: Store, run_id: str, resolved: ResolvedRun, threads: int | Non
     """Train and evaluate one resolved config into MLflow run `run_id`; mark it FINISHED or FAILED."""
     client = store.client()
     client.update_run(run_id, status="RUNNING")
+    label = f"{resolved.variant.name} seed {resolved.config.seed}"
+    log.info("  start   %s", label)
+    store.locks.mkdir(parents=True, exist_ok=True)
+    stages = [(n, getattr(resolved.config.train, n).steps) for n in STAGES if getattr(resolved.config.train, n).steps]
+    progress = RunProgress(store.locks, resolved.key, label, stages)
+    progress.update(force=True)
     try:
-        metrics = _train_and_evaluate(store, client, run_id, resolved, threads)
+        metrics = _train_and_evaluate(store, client, run_id, resolved, threads, progress)
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C; Lightning turns one inside `fit` into SystemExit(1)
         mark_killed(client, run_id)
         raise KeyboardInterrupt from None
@@ -87,6 +94,8 @@ def execute(store: Store, run_id: str, resolved: ResolvedRun, threads: int | Non
         if isinstance(err, AblateError):
             raise
         raise AblateError(f"run {resolved.variant.name} (seed {resolved.config.seed}) failed: {reason}") from err
+    finally:
+        progress.close()
     finish(client, run_id, ok=True)
     return metrics
 
@@ -104,7 +113,7 @@ def build_for(config: RunConfig, store: Store):
 
 
 def _train_and_evaluate(
-    store: Store, client, run_id: str, resolved: ResolvedRun, threads: int | None
+    store: Store, client, run_id: str, resolved: ResolvedRun, threads: int | None, progress: RunProgress
 ) -> dict[str, float]:
     # Heavy imports live here so `ablate variants list` and config errors stay fast.
     import lightning as L
@@ -116,7 +125,7 @@ def _train_and_evaluate(
     from harness.model import apply_freeze_policy
     from harness.model.freeze import format_freeze_table
     from harness.placement import hold_frozen_in_training_dtype, run_device, stage_strategy
-    from harness.training import MlflowMetrics, MultimodalModule
+    from harness.training import MlflowMetrics, MultimodalModule, ProgressCallback
 
     cfg = resolved.config
     if threads:
@@ -150,11 +159,11 @@ def _train_and_evaluate(
         feature_log[name] = stage_features(
             store.cache / "features", model, data, name, list(data.mixture(name)), size, cfg.train.precision,
             cfg.train.feature_cache, stage.train_vision, vision_was_trained)
-        log.info("[%s %s] vision features: %s", cfg.variant, name, feature_log[name])
+        log.debug("[%s %s] vision features: %s", cfg.variant, name, feature_log[name])
         lines = format_freeze_table(rows)
         freeze_report += [f"[{name}]", *lines]
         for line in lines:
-            log.info("[%s %s] %s", cfg.variant, name, line)
+            log.debug("[%s %s] %s", cfg.variant, name, line)
         log_batch(client, run_id, tags={f"freeze.{name}.{r['component']}": "trainable" if r["trainable"] else "frozen"
                                         for r in rows},
                   metrics={f"params/{name}/trainable": sum(r["trainable_params"] for r in rows),
@@ -162,11 +171,12 @@ def _train_and_evaluate(
                            **{f"params/{name}/{dtype}": n for dtype, n in dtypes.items()}})
         module = MultimodalModule(model, stage, cfg.train.weight_decay)
         callback = MlflowMetrics(client, run_id, cfg.train.log_every, prefix=f"train/{name}", step_offset=step_offset)
+        shown = ProgressCallback(progress, name, stage.steps)
         trainer = L.Trainer(
             max_steps=stage.steps, accelerator=cfg.train.accelerator, devices=cfg.train.devices,
             strategy=stage_strategy(cfg.train.accelerator, cfg.train.devices),
             precision=cfg.train.precision, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False, callbacks=[callback],
+            enable_model_summary=False, callbacks=[callback, shown],
         )
         started = time.perf_counter()
         trainer.fit(module, train_dataloaders=data.stage_dataloader(name, size))
@@ -181,6 +191,7 @@ def _train_and_evaluate(
         cfg.train.precision, cfg.train.feature_cache, False, any(k.startswith("vision.") for k in trained))
     log_batch(client, run_id, tags={f"features.{k}": v[:5000] for k, v in feature_log.items()})
 
+    progress.update(force=True, stage="eval")
     eval_metrics, rows, seconds = run_benchmark(model, assets, data, cfg)
     metrics |= eval_metrics | {"time/eval_s": seconds}
     log_batch(client, run_id, metrics=metrics, step=step_offset)
