@@ -181,8 +181,11 @@ def ensure_zoo(config: RunConfig, store: Store, world, tokenizer, force: bool = 
 
 def _zoo_chain(config: RunConfig, root: str, chain: list[str], force: bool) -> None:
     """Worker process: build one chain of zoo entries (one torch thread, as the zoo's spec asks)."""
+    import logging
+
     from harness.data import build_tokenizer, build_world
 
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # progress lines, as in the parent process
     store = Store(Path(root))
     world = build_world(config.world, store.cache)
     ensure_zoo(config, store, world, build_tokenizer(world), force=force, entries=set(chain), workers=1)
