@@ -13,7 +13,17 @@ from harness.evaluation.scoring import item_metric
 from harness.experiment import Experiment
 from harness.tracking import Store
 from reports.plots import plot_overall
-from reports.runs import M, categories, load_grid_runs, load_predictions, paired_delta, splits, summarise, variant_order
+from reports.runs import (
+    M,
+    categories,
+    config_differences,
+    load_grid_runs,
+    load_predictions,
+    paired_delta,
+    splits,
+    summarise,
+    variant_order,
+)
 from reports.stats import Delta, expected_direction, item_table, paired_bootstrap, verdict
 
 TITLES = {
@@ -182,7 +192,7 @@ def write_report(experiment: Experiment, store: Store) -> Path:
         f"- MLflow store `{store.tracking_uri}`, grid run `{parent['run_id']}`; code `{parent.get('tags.git.sha')}`",
         f"- generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `ablate report {experiment.path}`",
         "",
-        "Every variant differs from the baseline only in the keys listed at the end; budget, data order per seed "
+        "Every variant differs from the baseline only in the settings listed at the end; budget, data order per seed "
         "and evaluation are identical. Cells are k/N for one seed, mean over seeds otherwise (± sample std). "
         f"Δ is the paired difference from `{baseline}` in points, with a 95% interval from a paired bootstrap "
         "over benchmark items and seeds. An answer counts when the judge decides it implies the reference.",
@@ -211,11 +221,18 @@ def write_report(experiment: Experiment, store: Store) -> Path:
             if metrics:
                 lines.append(metric_table(runs, metrics, order, baseline, digits=2 if split == "probes" else 1))
     lines += ["", "## Cost", "", _cost_table(runs, order)]
-    lines += ["", "## What each variant changes", ""]
+    lines += ["", f"## What each variant changes against `{baseline}`", "",
+              f"Every resolved setting in which the variant's runs differ from `{baseline}`'s (from the runs' MLflow "
+              "params), so a variant whose own delta sits on another parent shows that parent's change too.", ""]
     for variant in order:
         row = first.loc[variant]
         note = f" — paper: {row.get('tags.ablate.paper')}" if row.get("tags.ablate.paper") else ""
-        lines.append(f"- `{variant}` ({row.get('tags.ablate.axis', '')}): `{row.get('tags.ablate.delta', '{}')}`{note}")
+        if variant == baseline:
+            lines.append(f"- `{variant}` ({row.get('tags.ablate.axis', '')}): the baseline{note}")
+            continue
+        changes = config_differences(runs, variant, baseline)
+        listed = ", ".join(f"`{k}`: {old} → {new}" for k, (old, new) in changes.items()) or "nothing (same config)"
+        lines.append(f"- `{variant}` ({row.get('tags.ablate.axis', '')}): {listed}{note}")
     failed = runs[runs["status"] == "FAILED"]
     if not failed.empty:
         lines += ["", "## Failed runs", ""]

@@ -65,6 +65,23 @@ def variant_order(runs: pd.DataFrame, preferred: list[str]) -> list[str]:
     return [v for v in preferred if v in present] + sorted(set(present) - set(preferred))
 
 
+def config_differences(runs: pd.DataFrame, variant: str, baseline: str) -> dict[str, tuple[str, str]]:
+    """{config key: (baseline's value, variant's value)} for every resolved setting in which a variant's runs
+    differ from the reported baseline's, read from the runs' MLflow params (seed and labels left out)."""
+    def settings(name: str) -> dict[str, str]:
+        group = runs[runs["tags.ablate.variant"] == name]
+        if group.empty:
+            return {}
+        row = group.iloc[0]
+        return {c[len("params."):]: str(row[c]) for c in runs.columns
+                if c.startswith("params.") and isinstance(row[c], str)}
+
+    old, new = settings(baseline), settings(variant)
+    skip = {"seed", "variant", "scale"}
+    return {k: (old.get(k, "—"), new.get(k, "—")) for k in sorted(set(old) | set(new))
+            if k not in skip and old.get(k) != new.get(k)}
+
+
 def summarise(runs: pd.DataFrame, metric: str, order: list[str]) -> pd.DataFrame:
     """Per variant: mean, sample std and count over seeds of one metric (finished runs only)."""
     column = M + metric

@@ -83,6 +83,29 @@ def test_report_reads_the_grid_back(smoke):
     assert rows["lynx"].split("|")[2].strip().endswith("/53")  # one seed: OCR as k/N
 
 
+def test_report_lists_every_setting_that_differs_from_the_baseline(smoke):
+    experiment, store, _ = smoke
+    text = write_report(experiment, store).read_text()
+    section = text[text.index("## What each variant changes against `lynx`"):]
+    assert "`model.connector.kind`: resampler → linear" in section
+    assert "`model.adapter.kind`: bottleneck → none" in section
+
+
+def test_python_api_gives_the_reports_numbers_as_dataframes(smoke):
+    import reports
+
+    experiment, store, _ = smoke
+    study = reports.load(REPO / "experiments/smoke.yaml", out=store.root)
+    assert study.baseline == "lynx" and study.variants[0] == "lynx" and len(study.runs) == 3
+    assert {"variant", "seed", "status", "eval/openvqa_image/acc"} <= set(study.runs.columns)
+    assert set(study.predictions["variant"]) == {"lynx", "wo_adapter", "linear_projector"}
+    deltas = study.deltas("openvqa_image/acc").set_index("variant")
+    assert set(deltas.index) == {"wo_adapter", "linear_projector"} and (deltas["items"] == 302).all()
+    runs = study.runs.set_index("variant")["eval/openvqa_image/acc"]
+    assert deltas.loc["wo_adapter", "delta"] == pytest.approx(runs["wo_adapter"] - runs["lynx"], abs=1e-9)
+    assert deltas.loc["wo_adapter", "low"] <= deltas.loc["wo_adapter", "delta"] <= deltas.loc["wo_adapter", "high"]
+
+
 def test_changed_setting_is_a_new_run(smoke):
     experiment, store, _ = smoke
     mlflow.set_tracking_uri(store.tracking_uri)
