@@ -52,7 +52,7 @@ def _delta(runs: pd.DataFrame, metric: str, variant: str, baseline: str) -> str:
 
 
 def category_table(runs: pd.DataFrame, split: str, order: list[str], baseline: str, paper: dict[str, str],
-                   comparisons: Comparisons | None = None) -> str:
+                   comparisons: Comparisons | None = None) -> pd.DataFrame:
     """One row per variant: per category k/N (one seed) or mean % (several), overall %, Δ vs baseline."""
     cats = categories(runs, split)
     done = runs[runs["status"] == "FINISHED"]
@@ -78,10 +78,11 @@ def category_table(runs: pd.DataFrame, split: str, order: list[str], baseline: s
         if split.startswith("openvqa") and paper:
             row["paper"] = paper.get(variant, "")
         rows.append(row)
-    return pd.DataFrame(rows).to_markdown(index=False)
+    return pd.DataFrame(rows)
 
 
-def metric_table(runs: pd.DataFrame, metrics: list[str], order: list[str], baseline: str, digits: int = 1) -> str:
+def metric_table(runs: pd.DataFrame, metrics: list[str], order: list[str], baseline: str,
+                 digits: int = 1) -> pd.DataFrame:
     """One row per variant, one column per metric (mean ± std over seeds), Δ of the first metric."""
     stats = {metric: summarise(runs, metric, order) for metric in metrics}
     rows = []
@@ -91,7 +92,7 @@ def metric_table(runs: pd.DataFrame, metrics: list[str], order: list[str], basel
             row[metric.split("/", 2)[-1]] = _mean(stats[metric], variant, digits)
         row[f"Δ {metrics[0].split('/', 2)[-1]}"] = _delta(runs, metrics[0], variant, baseline)
         rows.append(row)
-    return pd.DataFrame(rows).to_markdown(index=False)
+    return pd.DataFrame(rows)
 
 
 # Which metrics of a non-category split a table shows, first one first (its Δ is reported).
@@ -170,6 +171,34 @@ def verdict_rows(runs: pd.DataFrame, order: list[str], baseline: str, comparison
     return rows
 
 
+# Characters of the tables that LaTeX needs spelt out (after escaping %, _, & and friends).
+LATEX_SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "—": "---", "→": r"$\rightarrow$", "≤": r"$\leq$",
+                 "≥": r"$\geq$"}
+
+
+def to_latex(frame: pd.DataFrame) -> str:
+    """A booktabs tabular of a report table: escaped for LaTeX, first column left, the others right-aligned."""
+    styler = frame.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
+    text = styler.to_latex(hrules=True, column_format="l" + "r" * (len(frame.columns) - 1))
+    for symbol, latex in LATEX_SYMBOLS.items():
+        text = text.replace(symbol, latex)
+    return text
+
+
+class TableFiles:
+    """Writes each report table as `<folder>/<name>.csv` and `.tex` and returns its markdown."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.names = folder, []
+
+    def add(self, name: str, frame: pd.DataFrame) -> str:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(self.folder / f"{name}.csv", index=False)
+        (self.folder / f"{name}.tex").write_text(to_latex(frame), encoding="utf-8")
+        self.names.append(name)
+        return frame.to_markdown(index=False)
+
+
 def write_report(experiment: Experiment, store: Store) -> Path:
     """Build the report for `experiment` from MLflow alone and write it to `<store>/reports/<name>.md`."""
     runs, parent = load_grid_runs(store, experiment.name)
@@ -198,6 +227,7 @@ def write_report(experiment: Experiment, store: Store) -> Path:
         "over benchmark items and seeds. An answer counts when the judge decides it implies the reference.",
     ]
     comparisons = Comparisons(load_predictions(store, runs), baseline)
+    tables = TableFiles(store.reports / experiment.name)
     verdicts = verdict_rows(runs, order, baseline, comparisons)
     if verdicts:
         counts = pd.Series([r["verdict"] for r in verdicts]).value_counts().to_dict()
@@ -208,19 +238,20 @@ def write_report(experiment: Experiment, store: Store) -> Path:
                   "excludes zero on the paper's side; *opposite*: on the other side; *inconclusive*: it contains "
                   "zero.", "",
                   "Summary: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())), "",
-                  pd.DataFrame(verdicts).to_markdown(index=False)]
+                  tables.add("verdicts", pd.DataFrame(verdicts))]
     plot = plot_overall(runs, order, baseline, store.reports / f"{experiment.name}.png")
     if plot is not None:
         lines += ["", f"![overall accuracy per variant]({plot.name})"]
     for split in splits(runs):
         lines += ["", f"## {TITLES.get(split, split)}", ""]
         if categories(runs, split):
-            lines.append(category_table(runs, split, order, baseline, paper, comparisons))
+            lines.append(tables.add(split, category_table(runs, split, order, baseline, paper, comparisons)))
         else:
             metrics = _split_metrics(runs, split)
             if metrics:
-                lines.append(metric_table(runs, metrics, order, baseline, digits=2 if split == "probes" else 1))
-    lines += ["", "## Cost", "", _cost_table(runs, order)]
+                table = metric_table(runs, metrics, order, baseline, digits=2 if split == "probes" else 1)
+                lines.append(tables.add(split, table))
+    lines += ["", "## Cost", "", tables.add("cost", _cost_table(runs, order))]
     lines += ["", f"## What each variant changes against `{baseline}`", "",
               f"Every resolved setting in which the variant's runs differ from `{baseline}`'s (from the runs' MLflow "
               "params), so a variant whose own delta sits on another parent shows that parent's change too.", ""]
@@ -239,13 +270,15 @@ def write_report(experiment: Experiment, store: Store) -> Path:
         for _, row in failed.iterrows():
             error = row.get("tags.ablate.error", "")
             lines.append(f"- `{row['tags.ablate.variant']}` seed {row.get('tags.ablate.seed')}: {error}")
+    lines += ["", f"Every table is also in `{tables.folder.name}/` as CSV and as a LaTeX (booktabs) tabular: "
+              + ", ".join(f"`{name}`" for name in tables.names) + "."]
     path = store.reports / f"{experiment.name}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines).replace("\n\n\n", "\n\n") + "\n")
     return path
 
 
-def _cost_table(runs: pd.DataFrame, order: list[str]) -> str:
+def _cost_table(runs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     """Trainable parameters and wall-clock seconds per variant (mean over seeds)."""
     params = {label: summarise(runs, metric, order)["mean"]
               for label, metric in (("trainable params (M)", "params/finetune/trainable"),
@@ -260,4 +293,4 @@ def _cost_table(runs: pd.DataFrame, order: list[str]) -> str:
         row["train s"] = f"{sum(s for s in seconds[:3] if not pd.isna(s)):.0f}"
         row["eval s"] = "—" if pd.isna(seconds[3]) else f"{seconds[3]:.0f}"
         rows.append(row)
-    return pd.DataFrame(rows).to_markdown(index=False)
+    return pd.DataFrame(rows)

@@ -91,6 +91,20 @@ def test_report_lists_every_setting_that_differs_from_the_baseline(smoke):
     assert "`model.adapter.kind`: bottleneck → none" in section
 
 
+def test_every_report_table_is_also_csv_and_booktabs_latex(smoke):
+    import pandas as pd
+
+    experiment, store, _ = smoke
+    write_report(experiment, store)
+    folder = store.reports / "smoke"
+    table = pd.read_csv(folder / "openvqa_image.csv")
+    assert list(table["variant"]) == ["lynx", "wo_adapter", "linear_projector"] and "overall %" in table
+    tex = (folder / "openvqa_image.tex").read_text()
+    assert tex.startswith("\\begin{tabular}{l") and "\\toprule" in tex and "\\bottomrule" in tex
+    assert "wo\\_adapter" in tex and "overall \\%" in tex and "Δ" not in tex and "$\\Delta$" in tex
+    assert {p.stem for p in folder.glob("*.tex")} == {p.stem for p in folder.glob("*.csv")} >= {"openvqa_image", "cost"}
+
+
 def test_python_api_gives_the_reports_numbers_as_dataframes(smoke):
     import reports
 
