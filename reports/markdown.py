@@ -136,9 +136,11 @@ class Comparisons:
         return self._deltas[(metric, variant)]
 
 
-def verdict_rows(runs: pd.DataFrame, order: list[str], baseline: str, comparisons: Comparisons) -> list[dict]:
+def verdict_rows(runs: pd.DataFrame, order: list[str], baseline: str, comparisons: Comparisons,
+                 split: str = "openvqa_image") -> list[dict]:
     """One row per variant that has a paper number or a declared mechanism: the measured difference on the
-    mechanism's metric and on the headline metric, each with its 95% paired-bootstrap interval, and the verdict."""
+    mechanism's metric and on the headline metric, each with its 95% paired-bootstrap interval, and the verdict.
+    `split` measures Open-VQA image metrics on another image split (e.g. the 10x one, same metrics, more items)."""
     first = runs.drop_duplicates("tags.ablate.variant").set_index("tags.ablate.variant")
 
     def tag(variant: str, name: str) -> str:
@@ -152,11 +154,12 @@ def verdict_rows(runs: pd.DataFrame, order: list[str], baseline: str, comparison
         mechanism = tag(variant, "mechanism") or HEADLINE
         if variant == baseline or not paper:
             continue
-        metric = item_metric(mechanism)
         expected = expected_direction(paper, base_paper, mechanism)
-        measured = comparisons.delta(mechanism, variant)
-        outcome = verdict(variant, mechanism, expected, measured).outcome if expected else "no paper direction"
-        head = comparisons.delta(HEADLINE, variant)
+        measured_as = mechanism.replace("openvqa_image/", f"{split}/", 1)
+        metric = item_metric(measured_as)
+        measured = comparisons.delta(measured_as, variant)
+        outcome = verdict(variant, measured_as, expected, measured).outcome if expected else "no paper direction"
+        head = comparisons.delta(HEADLINE.replace("openvqa_image/", f"{split}/", 1), variant)
         paper_delta = paper.get(HEADLINE, math.nan) - base_paper.get(HEADLINE, math.nan)
         rows.append({
             "variant": variant, "axis": tag(variant, "axis"),

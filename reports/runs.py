@@ -112,9 +112,10 @@ def paired_delta(runs: pd.DataFrame, metric: str, variant: str, baseline: str) -
     return float(diff.mean()), float(half)
 
 
-def load_predictions(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
-    """Every finished run's per-item prediction rows (its `predictions.jsonl` artifact), with `variant`, `seed`
-    and `run_id` columns; runs without the artifact are left out."""
+def load_predictions(store: Store, runs: pd.DataFrame, artifact: str = "predictions.jsonl") -> pd.DataFrame:
+    """Every finished run's per-item prediction rows (its `predictions.jsonl` artifact, or another one such as
+    `rescored/predictions.jsonl` from `ablate eval`), with `variant`, `seed` and `run_id` columns; runs without the
+    artifact are left out."""
     import json
     import os
     import tempfile
@@ -125,10 +126,10 @@ def load_predictions(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
     done = runs[runs["status"] == "FINISHED"]
     with tempfile.TemporaryDirectory() as tmp:
         for _, run in done.iterrows():
-            path = store.artifact_file(run.get("artifact_uri", ""), "predictions.jsonl")
+            path = store.artifact_file(run.get("artifact_uri", ""), artifact)
             if path is None:  # artifacts behind a tracking server
                 try:
-                    path = client.download_artifacts(run["run_id"], "predictions.jsonl", tmp)
+                    path = client.download_artifacts(run["run_id"], artifact, tmp)
                 except Exception:  # a run from before predictions were logged, or a deleted artifact
                     continue
             with open(path, encoding="utf-8") as f:

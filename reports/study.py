@@ -55,13 +55,16 @@ class Study:
                          "excludes_zero": d.excludes_zero, "seeds": d.seeds, "items": d.items})
         return pd.DataFrame(rows)
 
-    def verdicts(self) -> pd.DataFrame:
-        """The report's verdict table: each ablation with a paper number, judged on its mechanism's metric."""
-        return pd.DataFrame(verdict_rows(self.mlflow_runs, self.variants, self.baseline, self.comparisons))
+    def verdicts(self, split: str = "openvqa_image") -> pd.DataFrame:
+        """The report's verdict table: each ablation with a paper number, judged on its mechanism's metric;
+        `split="openvqa_image_10x"` measures the Open-VQA image metrics on the 10x split instead."""
+        return pd.DataFrame(verdict_rows(self.mlflow_runs, self.variants, self.baseline, self.comparisons, split))
 
 
-def load(experiment: str | Path, out: str | Path = "outputs") -> Study:
-    """A grid's numbers from the MLflow store under `out`. `experiment` is an experiment file or a grid's name."""
+def load(experiment: str | Path, out: str | Path = "outputs", predictions: str = "predictions.jsonl") -> Study:
+    """A grid's numbers from the MLflow store under `out`. `experiment` is an experiment file or a grid's name;
+    `predictions="rescored/predictions.jsonl"` reads what `ablate eval RUN --splits ...` scored last instead of
+    the runs' own evaluation."""
     name = str(experiment)
     if name.endswith((".yaml", ".yml")) or Path(name).is_file():
         from harness.experiment import load_experiment
@@ -77,4 +80,4 @@ def load(experiment: str | Path, out: str | Path = "outputs") -> Study:
         **{c[len(M):]: raw[c] for c in raw.columns if c.startswith(M)},
     }).sort_values(["variant", "seed"], key=lambda s: s.map(order.index) if s.name == "variant" else s)
     return Study(name=name, baseline=baseline, variants=order, runs=runs.reset_index(drop=True),
-                 predictions=load_predictions(store, raw), mlflow_runs=raw)
+                 predictions=load_predictions(store, raw, predictions), mlflow_runs=raw)
