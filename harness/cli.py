@@ -139,6 +139,20 @@ def cmd_run(args) -> int:
     return 0 if outcome.ok else 1
 
 
+def cmd_components_list(args) -> int:
+    """Every component kind with each entry's source; a plugin that fails to load is listed with its error."""
+    from harness.components import COMPONENT_KEYS
+
+    for key, registry in COMPONENT_KEYS.items():
+        print(f"{registry.kind} ({key}; plugins: entry-point group {registry.group})")
+        width = max(len(n) for n in registry.names())
+        for name in registry.names():
+            origin = registry.origin(name)
+            problem = registry.check(name) if origin.kind == "plugin" else None
+            print(f"  {name:<{width}}  {origin.text()}" + (f"  BROKEN: {problem}" if problem else ""))
+    return 0
+
+
 def cmd_grid_status(args) -> int:
     from harness.config.files import parse_overrides
     from harness.experiment import load_experiment
@@ -284,6 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     params = vsub.add_parser("params", help="parameter counts of every variant at a scale (meta device)")
     params.add_argument("--scale", default="paper")
     params.set_defaults(func=cmd_variants_params)
+
+    components = sub.add_parser("components", help="connectors, fusions, adapters and judges, with their source")
+    csub = components.add_subparsers(dest="action", required=True, metavar="ACTION")
+    csub.add_parser("list", help="every registered component and where it comes from (built-in or plugin)"
+                    ).set_defaults(func=cmd_components_list)
 
     world = sub.add_parser("world", help="the generated miniature world")
     wsub = world.add_subparsers(dest="action", required=True, metavar="ACTION")

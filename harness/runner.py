@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from harness.components import plugin_tags
 from harness.config.resolve import ResolvedRun
 from harness.config.schema import RunConfig, StageConfig
 from harness.config.validate import to_flat_dict
@@ -59,6 +60,8 @@ def run_tags(resolved: ResolvedRun) -> dict[str, str]:
         "ablate.config_hash": resolved.hash,
         "ablate.run_key": resolved.key,
         "mlflow.runName": f"{variant.name}-s{cfg.seed}",
+        "ablate.variant_source": variant.source,
+        **plugin_tags(to_flat_dict(cfg)),
         **provenance(),
     }
 

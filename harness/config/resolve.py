@@ -174,25 +174,25 @@ def changed_keys(run: ResolvedRun, baseline: ResolvedRun) -> list[str]:
 
 def check_consistency(config: RunConfig) -> None:
     """Rules that involve several keys or a component registry."""
-    from harness.evaluation import JUDGES  # deferred: these pull in torch
+    from harness.components import COMPONENT_KEYS
     from harness.evaluation.benchmark import parse_splits
-    from harness.model import ADAPTERS, CONNECTORS, FUSIONS
 
     m, t = config.model, config.train
     try:
         parse_splits(config.eval.splits)  # an unknown split must fail now, not after training
     except AblateError as err:
         raise ConfigError(f"eval.splits: {err}") from None
-    for key, value, registry in (
-        ("model.connector.kind", m.connector.kind, CONNECTORS),
-        ("model.adapter.kind", m.adapter.kind, ADAPTERS),
-        ("model.fusion.kind", m.fusion.kind, FUSIONS),
-        ("eval.judge", config.eval.judge, JUDGES),
-    ):
+    flat = to_flat_dict(config)
+    for key, registry in COMPONENT_KEYS.items():
+        value = flat[key]
         if value not in registry:
             raise ConfigError(
                 f"{key}: unknown {registry.kind} '{value}'{did_you_mean(value, registry)}; known: {one_of(registry)}"
             )
+        if registry.origin(value).kind == "plugin":  # a broken plugin fails here, before anything is written
+            problem = registry.check(value)
+            if problem:
+                raise ConfigError(f"{key}: {problem}")
     rules = [
         (m.vision.width % m.vision.heads == 0, "model.vision.width must be divisible by model.vision.heads"),
         (m.vision.image_size % m.vision.patch_size == 0,

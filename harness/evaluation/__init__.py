@@ -4,7 +4,8 @@
 default, and `exact`); `scoring` turns rows into the paper's numbers (k/N per category, MME acc + acc+, probes).
 """
 
-from harness.evaluation.judges import JUDGES, Judge, build_judge, detect_yes_no, normalise
+from harness.components import JUDGES
+from harness.evaluation.judges import Judge, build_judge, detect_yes_no, normalise
 from harness.evaluation.scoring import format_category_table, item_metric, score_mme, score_openvqa, score_probes
 
 # The benchmark loop needs torch and the model; load it on first use, so scoring and judges stay light (variant
