@@ -12,6 +12,7 @@ import pandas as pd
 from harness.evaluation.scoring import item_metric
 from harness.experiment import Experiment
 from harness.tracking import Store
+from reports.document import Document
 from reports.plots import plot_overall
 from reports.runs import (
     M,
@@ -189,21 +190,22 @@ def to_latex(frame: pd.DataFrame) -> str:
 
 
 class TableFiles:
-    """Writes each report table as `<folder>/<name>.csv` and `.tex` and returns its markdown."""
+    """Writes each report table as `<folder>/<name>.csv` and `.tex` (and hands the frame back)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder, self.names = folder, []
 
-    def add(self, name: str, frame: pd.DataFrame) -> str:
+    def add(self, name: str, frame: pd.DataFrame) -> pd.DataFrame:
         self.folder.mkdir(parents=True, exist_ok=True)
         frame.to_csv(self.folder / f"{name}.csv", index=False)
         (self.folder / f"{name}.tex").write_text(to_latex(frame), encoding="utf-8")
         self.names.append(name)
-        return frame.to_markdown(index=False)
+        return frame
 
 
 def write_report(experiment: Experiment, store: Store) -> Path:
-    """Build the report for `experiment` from MLflow alone and write it to `<store>/reports/<name>.md`."""
+    """Build the report for `experiment` from MLflow alone: `<store>/reports/<name>.md`, a self-contained
+    `<name>.html` beside it, and every table as CSV and LaTeX in `<name>/`. Returns the markdown's path."""
     runs, parent = load_grid_runs(store, experiment.name)
     baseline = str(parent.get("tags.ablate.baseline") or experiment.baseline)
     preferred = str(parent.get("tags.ablate.variants") or "").split(",")
@@ -214,70 +216,73 @@ def write_report(experiment: Experiment, store: Store) -> Path:
     paper = {v: p.split(":", 1)[-1].strip() for v, p in paper.items() if p}
     seeds = parent.get("tags.ablate.seeds", "")
 
-    lines = [
-        f"# {experiment.name}: controlled comparison against `{baseline}`",
-        "",
-        experiment.description.strip(),
-        "",
-        f"- scale `{parent.get('tags.ablate.scale', experiment.scale)}`; seeds {seeds}; runs: "
+    doc = Document(f"{experiment.name}: controlled comparison against `{baseline}`")
+    doc.paragraph(experiment.description)
+    doc.bullets([
+        f"scale `{parent.get('tags.ablate.scale', experiment.scale)}`; seeds {seeds}; runs: "
         + ", ".join(f"{n} {s.lower()}" for s, n in sorted(status.items())),
-        f"- MLflow store `{store.tracking_uri}`, grid run `{parent['run_id']}`; code `{parent.get('tags.git.sha')}`",
-        f"- generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `ablate report {experiment.path}`",
-        "",
+        f"MLflow store `{store.tracking_uri}`, grid run `{parent['run_id']}`; code `{parent.get('tags.git.sha')}`",
+        f"generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `ablate report {experiment.path}`",
+    ])
+    doc.paragraph(
         "Every variant differs from the baseline only in the settings listed at the end; budget, data order per seed "
         "and evaluation are identical. Cells are k/N for one seed, mean over seeds otherwise (± sample std). "
         f"Δ is the paired difference from `{baseline}` in points, with a 95% interval from a paired bootstrap "
-        "over benchmark items and seeds. An answer counts when the judge decides it implies the reference.",
-    ]
+        "over benchmark items and seeds. An answer counts when the judge decides it implies the reference.")
     comparisons = Comparisons(load_predictions(store, runs), baseline)
     tables = TableFiles(store.reports / experiment.name)
     verdicts = verdict_rows(runs, order, baseline, comparisons)
     if verdicts:
         counts = pd.Series([r["verdict"] for r in verdicts]).value_counts().to_dict()
-        lines += ["", "## Verdicts: does the miniature reproduce the paper's direction?", "",
-                  "Each ablation is judged on the metric where the paper's mechanism acts (declared in its variant "
-                  "file before any run). Δ is the variant minus the baseline, paired by benchmark item and seed; "
-                  "the 95% interval resamples seeds and items (paired bootstrap). *reproduced*: the interval "
-                  "excludes zero on the paper's side; *opposite*: on the other side; *inconclusive*: it contains "
-                  "zero.", "",
-                  "Summary: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())), "",
-                  tables.add("verdicts", pd.DataFrame(verdicts))]
+        doc.heading("Verdicts: does the miniature reproduce the paper's direction?")
+        doc.paragraph("Each ablation is judged on the metric where the paper's mechanism acts (declared in its "
+                      "variant file before any run). Δ is the variant minus the baseline, paired by benchmark item "
+                      "and seed; the 95% interval resamples seeds and items (paired bootstrap). *reproduced*: the "
+                      "interval excludes zero on the paper's side; *opposite*: on the other side; *inconclusive*: "
+                      "it contains zero.")
+        doc.paragraph("Summary: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+        doc.table(tables.add("verdicts", pd.DataFrame(verdicts)))
     plot = plot_overall(runs, order, baseline, store.reports / f"{experiment.name}.png")
     if plot is not None:
-        lines += ["", f"![overall accuracy per variant]({plot.name})"]
+        doc.image(plot, "overall accuracy per variant")
     for split in splits(runs):
-        lines += ["", f"## {TITLES.get(split, split)}", ""]
+        doc.heading(TITLES.get(split, split))
         if categories(runs, split):
-            lines.append(tables.add(split, category_table(runs, split, order, baseline, paper, comparisons)))
+            doc.table(tables.add(split, category_table(runs, split, order, baseline, paper, comparisons)))
         else:
             metrics = _split_metrics(runs, split)
             if metrics:
-                table = metric_table(runs, metrics, order, baseline, digits=2 if split == "probes" else 1)
-                lines.append(tables.add(split, table))
-    lines += ["", "## Cost", "", tables.add("cost", _cost_table(runs, order))]
-    lines += ["", f"## What each variant changes against `{baseline}`", "",
-              f"Every resolved setting in which the variant's runs differ from `{baseline}`'s (from the runs' MLflow "
-              "params), so a variant whose own delta sits on another parent shows that parent's change too.", ""]
+                doc.table(tables.add(split, metric_table(runs, metrics, order, baseline,
+                                                         digits=2 if split == "probes" else 1)))
+    doc.heading("Cost")
+    doc.table(tables.add("cost", _cost_table(runs, order)))
+    doc.heading(f"What each variant changes against `{baseline}`")
+    doc.paragraph(f"Every resolved setting in which the variant's runs differ from `{baseline}`'s (from the runs' "
+                  "MLflow params), so a variant whose own delta sits on another parent shows that parent's change "
+                  "too.")
+    changes = []
     for variant in order:
         row = first.loc[variant]
         note = f" — paper: {row.get('tags.ablate.paper')}" if row.get("tags.ablate.paper") else ""
         if variant == baseline:
-            lines.append(f"- `{variant}` ({row.get('tags.ablate.axis', '')}): the baseline{note}")
+            changes.append(f"`{variant}` ({row.get('tags.ablate.axis', '')}): the baseline{note}")
             continue
-        changes = config_differences(runs, variant, baseline)
-        listed = ", ".join(f"`{k}`: {old} → {new}" for k, (old, new) in changes.items()) or "nothing (same config)"
-        lines.append(f"- `{variant}` ({row.get('tags.ablate.axis', '')}): {listed}{note}")
-    failed = runs[runs["status"] == "FAILED"]
+        diff = config_differences(runs, variant, baseline)
+        listed = ", ".join(f"`{k}`: {old} → {new}" for k, (old, new) in diff.items()) or "nothing (same config)"
+        changes.append(f"`{variant}` ({row.get('tags.ablate.axis', '')}): {listed}{note}")
+    doc.bullets(changes)
+    failed = runs[runs["status"] != "FINISHED"]
     if not failed.empty:
-        lines += ["", "## Failed runs", ""]
-        for _, row in failed.iterrows():
-            error = row.get("tags.ablate.error", "")
-            lines.append(f"- `{row['tags.ablate.variant']}` seed {row.get('tags.ablate.seed')}: {error}")
-    lines += ["", f"Every table is also in `{tables.folder.name}/` as CSV and as a LaTeX (booktabs) tabular: "
-              + ", ".join(f"`{name}`" for name in tables.names) + "."]
+        doc.heading("Runs without results")
+        doc.bullets([f"`{row['tags.ablate.variant']}` seed {row.get('tags.ablate.seed')}: {row['status'].lower()}"
+                     + (f": {row.get('tags.ablate.error')}" if isinstance(row.get("tags.ablate.error"), str) else "")
+                     for _, row in failed.iterrows()])
+    doc.paragraph(f"Every table is also in `{tables.folder.name}/` as CSV and as a LaTeX (booktabs) tabular: "
+                  + ", ".join(f"`{name}`" for name in tables.names) + ".")
     path = store.reports / f"{experiment.name}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines).replace("\n\n\n", "\n\n") + "\n")
+    path.write_text(doc.markdown())
+    path.with_suffix(".html").write_text(doc.html(), encoding="utf-8")
     return path
 
 

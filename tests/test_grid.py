@@ -1,6 +1,8 @@
 """End to end on a real sqlite MLflow store: a smoke grid runs, re-runs skip, and the report reads it back."""
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import mlflow
@@ -103,6 +105,24 @@ def test_every_report_table_is_also_csv_and_booktabs_latex(smoke):
     assert tex.startswith("\\begin{tabular}{l") and "\\toprule" in tex and "\\bottomrule" in tex
     assert "wo\\_adapter" in tex and "overall \\%" in tex and "Δ" not in tex and "$\\Delta$" in tex
     assert {p.stem for p in folder.glob("*.tex")} == {p.stem for p in folder.glob("*.csv")} >= {"openvqa_image", "cost"}
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (.ci/run installs it)")
+def test_the_html_report_renders_in_a_real_browser(smoke, tmp_path):
+    experiment, store, _ = smoke
+    page = write_report(experiment, store).with_suffix(".html")
+    browser = ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0"]
+    shot = tmp_path / "report.png"
+    run = subprocess.run([*browser, "--window-size=1366,900", "--hide-scrollbars", f"--screenshot={shot}",
+                          page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 20_000, run.stderr[-2000:]  # a rendered page, not a blank one
+    dom = subprocess.run([*browser, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    console = [line for line in (run.stderr + dom.stderr).splitlines() if ":CONSOLE" in line]
+    assert not console, console  # no script error, no failed resource
+    html = dom.stdout
+    assert html.count('<table class="sortable">') >= 4 and 'src="data:image/png;base64,' in html
+    sections = re.findall(r'<h2 id="([^"]+)"', html)
+    assert sections and all(f'href="#{s}"' in html for s in sections)  # every section is in the contents
 
 
 def test_python_api_gives_the_reports_numbers_as_dataframes(smoke):

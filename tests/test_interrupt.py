@@ -8,32 +8,58 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
+import yaml
 
 from harness.tracking import PARENT_TAG
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_ctrl_c_marks_the_run_killed_and_says_how_to_resume(tiny_store, tmp_path, workers):
-    name = f"interrupt-{workers}"
-    experiment = tmp_path / "exp.yaml"
-    experiment.write_text(textwrap.dedent(f"""\
-        name: {name}
-        scale: tiny
-        baseline: lynx
-        variants: [wo_adapter]
-        workers: {workers}
-        overrides: {{model.llm.source: random, model.vision.weights: random, train.pretrain.steps: 100000}}
-        """))
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "--out", str(tiny_store.root), "grid", "run",
-                             str(experiment)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    client = tiny_store.client()
+def experiment_file(path, name: str, workers: int, variants: list[str], overrides: dict) -> str:
+    path.write_text(yaml.safe_dump({"name": name, "scale": "tiny", "baseline": "lynx", "variants": variants,
+                                    "workers": workers, "overrides": overrides}))
+    return str(path)
+
+
+@pytest.fixture()
+def spawn():
+    """Start `ablate` processes in their own process groups; whatever is left is killed when the test ends."""
+    started = []
+
+    def start(*argv: str, **kwargs) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-m", "harness.cli", *argv], text=True, start_new_session=True,
+                                **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wait_for_line(proc: subprocess.Popen, text: str) -> list[str]:
+    """Read the process's stderr until a line contains `text` (the store exists by then: no schema race)."""
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if text in line:
+            return lines
+    raise AssertionError("".join(lines))
+
+
+def test_ctrl_c_marks_the_run_killed_and_says_how_to_resume(quick_store, quick, tmp_path, spawn):
+    # Two workers, each training a run that would take hours: the Ctrl-C reaches the grid and both workers.
+    name, store, workers = "interrupt", quick_store, 2
+    experiment = experiment_file(tmp_path / "exp.yaml", name, workers, ["wo_adapter"],
+                                 {**quick, "train.pretrain.steps": 100000})
+    proc = spawn("--out", str(store.root), "grid", "run", experiment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    before = wait_for_line(proc, f"grid {name}: 2 runs")
+    client = store.client()
     deadline = time.monotonic() + 240
     running = []
     while not running and time.monotonic() < deadline and proc.poll() is None:
@@ -46,12 +72,14 @@ def test_ctrl_c_marks_the_run_killed_and_says_how_to_resume(tiny_store, tmp_path
     os.killpg(proc.pid, signal.SIGINT)
     sent = time.monotonic()
     _, stderr = proc.communicate(timeout=60)
+    stderr = "".join(before) + stderr
     stopped_after = time.monotonic() - sent
     assert proc.returncode == 130, stderr
     assert stopped_after < 30, stopped_after
     assert "Traceback" not in stderr, stderr
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("ablate: interrupted: grid") and "Run the same `ablate grid run` again" in last, last
+    client = store.client()
     runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
     statuses = {r.data.tags.get("ablate.variant", "grid"): r.info.status for r in runs}
     assert statuses["grid"] == "KILLED", statuses
@@ -59,23 +87,18 @@ def test_ctrl_c_marks_the_run_killed_and_says_how_to_resume(tiny_store, tmp_path
     assert "RUNNING" not in statuses.values(), statuses
 
 
-def test_after_kill_9_the_next_grid_run_recovers_the_stale_run_without_duplicates(tiny_store, tmp_path):
+def test_after_kill_9_the_next_grid_run_recovers_the_stale_run_without_duplicates(quick_store, quick, tmp_path,
+                                                                                    spawn):
     from harness.experiment import load_experiment
     from harness.grid import run_grid
 
-    experiment = tmp_path / "exp.yaml"
-    experiment.write_text(textwrap.dedent("""\
-        name: killed
-        scale: tiny
-        baseline: lynx
-        variants: []
-        overrides: {model.llm.source: random, model.vision.weights: random, train.pretrain.steps: 120,
-                    train.high_res.steps: 0, train.finetune.steps: 60, train.log_every: 5, eval.splits: probes}
-        """))
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "--out", str(tiny_store.root), "grid", "run",
-                             str(experiment)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    client = tiny_store.client()
+    store = quick_store
+    experiment = experiment_file(tmp_path / "exp.yaml", "killed", 1, [], {
+        **quick, "train.pretrain.steps": 120, "train.finetune.steps": 400, "train.log_every": 5})
+    proc = spawn("--out", str(store.root), "grid", "run", experiment, stdout=subprocess.DEVNULL,
+                 stderr=subprocess.PIPE)
+    wait_for_line(proc, "grid killed: 1 runs")
+    client = store.client()
     deadline, logged = time.monotonic() + 240, []
     while not logged and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.5)
@@ -89,7 +112,7 @@ def test_after_kill_9_the_next_grid_run_recovers_the_stale_run_without_duplicate
     stale = logged[0].info.run_id
     assert client.get_run(stale).info.status == "RUNNING"  # what kill -9 leaves behind
 
-    outcome = run_grid(load_experiment(experiment), tiny_store)
+    outcome = run_grid(load_experiment(experiment), store)
     assert outcome.ok and outcome.finished == ["lynx seed 0"], outcome
     exp = client.get_experiment_by_name("killed")
     live = client.search_runs([exp.experiment_id], "tags.`ablate.kind` = 'run'")

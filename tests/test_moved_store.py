@@ -15,16 +15,12 @@ from reports.runs import load_predictions
 
 pytestmark = pytest.mark.slow
 
-QUICK = {"model.llm.source": "random", "model.vision.weights": "random", "train.pretrain.steps": 4,
-         "train.high_res.steps": 0, "train.finetune.steps": 4, "eval.splits": "probes",
-         "world.num_images": 48, "world.num_noisy": 24, "world.num_videos": 16, "world.num_text": 32}
-
-
-def test_a_moved_output_folder_keeps_its_checkpoints_and_artifacts(tmp_path):
+def test_a_moved_output_folder_keeps_its_checkpoints_and_artifacts(tmp_path, quick, quick_store):
     store = Store(tmp_path / "first")
+    shutil.copytree(quick_store.cache / "world", store.cache / "world")  # the small world, built once per session
     client = store.create()
     run_id = client.create_run(experiment_id(client, store, "moved")).info.run_id
-    execute(store, run_id, resolve("lynx", "tiny", cli=QUICK))
+    execute(store, run_id, resolve("lynx", "tiny", cli=quick))
     assert store.client().get_run(run_id).data.tags["ablate.checkpoint"].startswith("checkpoints/")
 
     shutil.move(tmp_path / "first", tmp_path / "second")

@@ -113,19 +113,13 @@ def test_a_grid_that_uses_the_broken_plugin_fails_in_one_line_before_writing(plu
 
 
 @pytest.mark.slow
-def test_grid_workers_load_the_plugin(plugin, tmp_path):
+def test_grid_workers_load_the_plugin(plugin, quick_store, quick):
     """Two spawned workers build a model with the plugin's connector (they find it through the entry point)."""
     from harness.experiment import Experiment
     from harness.grid import run_grid
-    from harness.tracking import Store
-
-    quick = {"model.llm.source": "random", "model.vision.weights": "random", "model.connector.kind": "avgpool",
-             "train.pretrain.steps": 3, "train.high_res.steps": 0, "train.finetune.steps": 3,
-             "eval.splits": "probes", "world.num_images": 48, "world.num_noisy": 24, "world.num_videos": 16,
-             "world.num_text": 32}
     experiment = Experiment(name="plugin", path=Path("tests/test_plugins.py"), scale="tiny", baseline="lynx",
-                            variants=("wo_adapter",), workers=2, overrides=quick)
-    store = Store(tmp_path / "out")
+                            variants=("wo_adapter",), workers=2, overrides={**quick, "model.connector.kind": "avgpool"})
+    store = quick_store
     outcome = run_grid(experiment, store)
     assert outcome.ok and len(outcome.finished) == 2, outcome.failed
     client = store.client()

@@ -11,9 +11,6 @@ from harness.tracking import Store, experiment_id
 
 pytestmark = pytest.mark.slow
 
-QUICK = {"model.llm.source": "random", "model.vision.weights": "random", "train.pretrain.steps": 6,
-         "train.high_res.steps": 4, "train.finetune.steps": 6, "train.log_every": 2, "eval.splits": "probes",
-         "world.num_images": 48, "world.num_noisy": 24, "world.num_videos": 16, "world.num_text": 32}
 WALL_CLOCK = ("seconds", "per_s", "samples_s", "time", "wall", "throughput", "mem")
 
 
@@ -24,13 +21,14 @@ def logged(store: Store, run_id: str) -> dict[str, list[tuple[int, float]]]:
             for name in sorted(names) if not any(w in name for w in WALL_CLOCK)}
 
 
-def test_training_twice_logs_identical_metrics(tmp_path):
-    histories = []
+def test_training_twice_logs_identical_metrics(quick_store, quick):
+    store, histories = quick_store, []
+    settings = {**quick, "train.pretrain.steps": 6, "train.high_res.steps": 4, "train.finetune.steps": 6,
+                "train.log_every": 2, "train.feature_cache": False}
     for name in ("first", "second"):
-        store = Store(tmp_path / name)
-        client = store.create()
-        run_id = client.create_run(experiment_id(client, store, "again")).info.run_id
-        execute(store, run_id, resolve("lynx", "tiny", seed=3, cli=QUICK))
+        client = store.client()
+        run_id = client.create_run(experiment_id(client, store, f"again-{name}")).info.run_id
+        execute(store, run_id, resolve("lynx", "tiny", seed=3, cli=settings))
         histories.append(logged(store, run_id))
     first, second = histories
     assert any(name.startswith("train/") for name in first) and any(name.startswith("eval/") for name in first)
