@@ -13,7 +13,7 @@ from harness.evaluation.scoring import item_metric
 from harness.experiment import Experiment
 from harness.tracking import Store
 from reports.document import Document
-from reports.plots import plot_overall
+from reports.plots import plot_deltas, plot_heatmap, plot_overall
 from reports.runs import (
     M,
     categories,
@@ -242,6 +242,15 @@ def write_report(experiment: Experiment, store: Store) -> Path:
                       "it contains zero.")
         doc.paragraph("Summary: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
         doc.table(tables.add("verdicts", pd.DataFrame(verdicts)))
+    if len(order) > 1 and not comparisons.predictions.empty:
+        rows = []
+        for variant in order[1:] if order[0] == baseline else [v for v in order if v != baseline]:
+            d = comparisons.delta(HEADLINE, variant)
+            rows.append({"variant": variant, "axis": str(first.loc[variant].get("tags.ablate.axis") or ""),
+                         "delta": d.mean, "low": d.low, "high": d.high})
+        forest = plot_deltas(rows, baseline, "Open-VQA image accuracy", store.reports / f"{experiment.name}-deltas.png")
+        if forest is not None:
+            doc.image(forest, "difference from the baseline per variant, grouped by design axis")
     plot = plot_overall(runs, order, baseline, store.reports / f"{experiment.name}.png")
     if plot is not None:
         doc.image(plot, "overall accuracy per variant")
@@ -249,6 +258,11 @@ def write_report(experiment: Experiment, store: Store) -> Path:
         doc.heading(TITLES.get(split, split))
         if categories(runs, split):
             doc.table(tables.add(split, category_table(runs, split, order, baseline, paper, comparisons)))
+            heat = _category_deltas(comparisons, split, categories(runs, split), order, baseline)
+            image = plot_heatmap(heat, baseline, f"{TITLES.get(split, split)}: Δ per category",
+                                 store.reports / f"{experiment.name}-{split}-heatmap.png")
+            if image is not None:
+                doc.image(image, f"category by variant differences from {baseline}, {split}")
         else:
             metrics = _split_metrics(runs, split)
             if metrics:
@@ -284,6 +298,16 @@ def write_report(experiment: Experiment, store: Store) -> Path:
     path.write_text(doc.markdown())
     path.with_suffix(".html").write_text(doc.html(), encoding="utf-8")
     return path
+
+
+def _category_deltas(comparisons: Comparisons, split: str, cats: list[str], order: list[str],
+                     baseline: str) -> pd.DataFrame:
+    """Variant x category paired Δ (points) against the baseline; empty without per-item predictions."""
+    if comparisons.predictions.empty:
+        return pd.DataFrame()
+    variants = [v for v in order if v != baseline]
+    return pd.DataFrame([[comparisons.delta(f"{split}/{c}/acc", v).mean for c in cats] for v in variants],
+                        index=variants, columns=cats)
 
 
 def _cost_table(runs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
