@@ -13,13 +13,14 @@ from harness.evaluation.scoring import item_metric
 from harness.experiment import Experiment
 from harness.tracking import Store
 from reports.document import Document
-from reports.plots import plot_deltas, plot_heatmap, plot_overall
+from reports.plots import plot_deltas, plot_heatmap, plot_loss_curves, plot_overall
 from reports.runs import (
     M,
     categories,
     config_differences,
     load_grid_runs,
     load_predictions,
+    loss_curves,
     paired_delta,
     splits,
     summarise,
@@ -268,6 +269,13 @@ def write_report(experiment: Experiment, store: Store) -> Path:
             if metrics:
                 doc.table(tables.add(split, metric_table(runs, metrics, order, baseline,
                                                          digits=2 if split == "probes" else 1)))
+    curves = loss_curves(store, runs)
+    axes_of = {v: str(first.loc[v].get("tags.ablate.axis") or "") for v in order}
+    image = plot_loss_curves({v: curves[v] for v in order if v in curves}, axes_of, baseline,
+                             store.reports / f"{experiment.name}-loss.png")
+    if image is not None:
+        doc.heading("Training loss")
+        doc.image(image, "training loss curves per design axis")
     doc.heading("Cost")
     doc.table(tables.add("cost", _cost_table(runs, order)))
     doc.heading(f"What each variant changes against `{baseline}`")

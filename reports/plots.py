@@ -104,3 +104,35 @@ def plot_heatmap(deltas: pd.DataFrame, baseline: str, title: str, path: Path) ->
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_loss_curves(curves: dict[str, pd.DataFrame], axes_of: dict[str, str], baseline: str,
+                     path: Path) -> Path | None:
+    """Training loss against step (all stages on one axis, mean over seeds), one panel per design axis with the
+    baseline drawn in every panel. `curves`: variant -> frame with columns step, loss."""
+    groups: dict[str, list[str]] = {}
+    for variant in curves:
+        if variant != baseline:
+            groups.setdefault(axes_of.get(variant, ""), []).append(variant)
+    if not groups or baseline not in curves:
+        return None
+    cols = min(3, len(groups))
+    rows = -(-len(groups) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.4 * rows), squeeze=False, sharey=True)
+    for ax, (axis, variants) in zip(axes.flat, sorted(groups.items()), strict=False):
+        for variant in [baseline, *variants]:
+            frame = curves[variant]
+            ax.plot(frame["step"], frame["loss"], linewidth=1.6 if variant == baseline else 1.1,
+                    color="#444444" if variant == baseline else None, label=variant)
+        ax.set_title(axis or "(no axis)", fontsize=10)
+        ax.set_xlabel("training step (all stages)")
+        ax.set_ylabel("training loss")
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(groups):]:
+        ax.axis("off")
+    fig.suptitle("Training loss per design axis (mean over seeds; baseline dark)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

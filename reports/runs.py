@@ -139,3 +139,18 @@ def load_predictions(store: Store, runs: pd.DataFrame, artifact: str = "predicti
                                                                run.get("tags.ablate.seed"), run["run_id"])
             frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def loss_curves(store: Store, runs: pd.DataFrame, stages: tuple[str, ...] = ("pretrain", "high_res", "finetune"),
+                ) -> dict[str, pd.DataFrame]:
+    """Per variant: the training loss history of its finished runs (stages share one step axis), mean over seeds."""
+    client = store.client()
+    out: dict[str, pd.DataFrame] = {}
+    done = runs[runs["status"] == "FINISHED"]
+    for variant, group in done.groupby("tags.ablate.variant", sort=False):
+        points = [(m.step, m.value) for run_id in group["run_id"] for stage in stages
+                  for m in client.get_metric_history(run_id, f"train/{stage}/loss")]
+        if points:
+            frame = pd.DataFrame(points, columns=["step", "loss"]).groupby("step", as_index=False)["loss"].mean()
+            out[str(variant)] = frame.sort_values("step")
+    return out
