@@ -1,8 +1,10 @@
 """Run an experiment's grid: resolve every run first, then do only what is missing, in parallel workers.
 
-A grid is one MLflow parent run with one child per (variant, seed). A child that FINISHED is skipped on re-run;
-one that failed or was killed runs again into the same MLflow run. A lock file per run key makes sure that two
-workers (or two `ablate grid run` processes on one machine) never run the same run at once.
+A grid is one MLflow parent run with one child per (variant, seed). On a re-run, a child that FINISHED is skipped;
+one that was killed (Ctrl-C, or `kill -9`: RUNNING with no process holding its lock) starts again in a fresh MLflow
+run, the old one going to MLflow's trash, so no metric step is logged twice; a failed one runs again only with
+`retry_failed`. A lock file per run key makes sure that two workers (or two `ablate grid run` processes on one
+machine) never run the same run at once; `grid_status` reads the same state for `ablate grid status`.
 """
 
 from __future__ import annotations
