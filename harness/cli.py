@@ -247,12 +247,12 @@ def cmd_zoo_probe(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from harness.evaluation import format_category_table
+    from harness.evaluation import SPLITS, format_category_table
     from harness.runner import evaluate_saved
 
     metrics, rows = evaluate_saved(_store(args), args.target, blind=args.blind, splits=args.splits)
     for split in sorted({r["split"] for r in rows}):
-        if split.startswith("openvqa"):
+        if SPLITS[split].kind == "openvqa":
             print(format_category_table(rows, split))
     for key in sorted(k for k in metrics if not k.startswith("eval/openvqa")):
         print(f"{key:<48} {metrics[key]:.2f}")

@@ -123,7 +123,7 @@ def _train_and_evaluate(
     import torch
 
     from harness.data import WorldDataModule
-    from harness.evaluation.benchmark import parse_splits
+    from harness.evaluation.splits import parse_splits
     from harness.features import stage_features
     from harness.model import apply_freeze_policy
     from harness.model.freeze import format_freeze_table

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.evaluation.scoring import item_metric
+from harness.evaluation.splits import SPLITS
 from harness.experiment import Experiment
 from harness.tracking import Store
 from reports.document import Document
@@ -28,13 +29,9 @@ from reports.runs import (
 )
 from reports.stats import Delta, expected_direction, item_table, paired_bootstrap, verdict
 
-TITLES = {
-    "openvqa_image": "Open-VQA, image (the paper's Table 3 layout)",
-    "openvqa_image_10x": "Open-VQA, image, 10x split (more statistical power)",
-    "openvqa_video": "Open-VQA, video",
-    "mme": "MME-style yes/no pairs (score = acc + acc+, max 200 per subtask)",
-    "probes": "Instruction-following probes",
-}
+
+def _title(split: str) -> str:
+    return SPLITS[split].title if split in SPLITS else split
 
 
 def _mean(stats: pd.DataFrame, variant: str, digits: int = 1) -> str:
@@ -97,11 +94,6 @@ def metric_table(runs: pd.DataFrame, metrics: list[str], order: list[str], basel
     return pd.DataFrame(rows)
 
 
-# Which metrics of a non-category split a table shows, first one first (its Δ is reported).
-SPLIT_COLUMNS = {
-    "mme": ("score", "acc", "*/score"),
-    "probes": ("short_answer_words", "yes_no_compliance", "one_word_compliance", "caption_junk_rate"),
-}
 
 
 def _split_metrics(runs: pd.DataFrame, split: str) -> list[str]:
@@ -109,7 +101,7 @@ def _split_metrics(runs: pd.DataFrame, split: str) -> list[str]:
     names = [c[len(prefix):] for c in runs.columns if c.startswith(prefix) and runs[c].notna().any()]
     names = [n for n in names if not n.endswith(("/k", "/n"))]
     chosen: list[str] = []
-    for pattern in SPLIT_COLUMNS.get(split, ("*",)):
+    for pattern in (SPLITS[split].columns if split in SPLITS else ()) or ("*",):
         if pattern.startswith("*"):
             chosen += sorted(n for n in names if n.endswith(pattern[1:]) and n not in chosen)
         elif pattern in names:
@@ -256,11 +248,11 @@ def write_report(experiment: Experiment, store: Store) -> Path:
     if plot is not None:
         doc.image(plot, "overall accuracy per variant")
     for split in splits(runs):
-        doc.heading(TITLES.get(split, split))
+        doc.heading(_title(split))
         if categories(runs, split):
             doc.table(tables.add(split, category_table(runs, split, order, baseline, paper, comparisons)))
             heat = _category_deltas(comparisons, split, categories(runs, split), order, baseline)
-            image = plot_heatmap(heat, baseline, f"{TITLES.get(split, split)}: Δ per category",
+            image = plot_heatmap(heat, baseline, f"{_title(split)}: Δ per category",
                                  store.reports / f"{experiment.name}-{split}-heatmap.png")
             if image is not None:
                 doc.image(image, f"category by variant differences from {baseline}, {split}")

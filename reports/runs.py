@@ -7,12 +7,14 @@ import math
 import mlflow
 import pandas as pd
 
+from harness.data.scenes import IMAGE_CATEGORIES
 from harness.errors import AblateError
+from harness.evaluation.splits import SPLITS
 from harness.tracking import Store
 
 M = "metrics."
 # The paper's Table 3 column order; categories not listed here follow alphabetically.
-CATEGORY_ORDER = ["OCR", "Count", "Reason", "Place", "Color", "Spatial", "Action", "Others"]
+CATEGORY_ORDER = list(IMAGE_CATEGORIES)  # the paper's Table 3 order, as the world declares it
 
 
 def load_grid_runs(store: Store, grid: str) -> tuple[pd.DataFrame, pd.Series]:
@@ -42,7 +44,7 @@ def load_grid_runs(store: Store, grid: str) -> tuple[pd.DataFrame, pd.Series]:
 def splits(runs: pd.DataFrame) -> list[str]:
     """Benchmark splits with metrics in these runs, e.g. ['openvqa_image', 'openvqa_video', 'mme', 'probes']."""
     found = {c[len(M):].split("/")[1] for c in _present(runs) if c.startswith(M + "eval/") and c.count("/") >= 2}
-    order = ["openvqa_image", "openvqa_image_10x", "openvqa_video", "mme", "probes"]
+    order = list(SPLITS)
     return sorted(found, key=lambda s: (order.index(s) if s in order else len(order), s))
 
 

@@ -175,7 +175,7 @@ def changed_keys(run: ResolvedRun, baseline: ResolvedRun) -> list[str]:
 def check_consistency(config: RunConfig) -> None:
     """Rules that involve several keys or a component registry."""
     from harness.components import COMPONENT_KEYS
-    from harness.evaluation.benchmark import parse_splits
+    from harness.evaluation.splits import parse_splits
 
     m, t = config.model, config.train
     try:
