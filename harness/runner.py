@@ -26,7 +26,6 @@ from harness.progress import RunProgress
 from harness.tracking import Store, finish, log_batch, mark_killed, provenance
 
 log = logging.getLogger("ablate")
-STAGES = ("pretrain", "high_res", "finetune")
 
 
 def quiet_libraries() -> None:
@@ -82,7 +81,7 @@ def execute(store: Store, run_id: str, resolved: ResolvedRun, threads: int | Non
     label = f"{resolved.variant.name} seed {resolved.config.seed}"
     log.info("  start   %s", label)
     store.locks.mkdir(parents=True, exist_ok=True)
-    stages = [(n, getattr(resolved.config.train, n).steps) for n in STAGES if getattr(resolved.config.train, n).steps]
+    stages = [(name, stage.steps) for name, stage in resolved.config.train.stages()]
     progress = RunProgress(store.locks, resolved.key, label, stages)
     progress.update(force=True)
     try:
@@ -150,10 +149,7 @@ def _train_and_evaluate(
     metrics: dict[str, Any] = {}
     freeze_report, step_offset, trained, feature_log = [], 0, set(), {}
     model.to(run_device(cfg.train.accelerator))  # once: every stage and the benchmark run where it lives
-    for name in STAGES:
-        stage: StageConfig = getattr(cfg.train, name)
-        if stage.steps == 0:
-            continue
+    for name, stage in cfg.train.stages():
         size = stage_image_size(cfg, stage)
         rows = apply_freeze_policy(model, model_cfg, stage)
         dtypes = hold_frozen_in_training_dtype(model, cfg.train.precision)
@@ -273,7 +269,7 @@ def evaluate_saved(store: Store, target: str, blind: bool = False, splits: str |
     if missing:
         raise AblateError(f"{folder}/trainable.pt does not fit the model its config builds: {sorted(missing)[:3]}")
     model.load_state_dict(state, strict=False)
-    stages = [getattr(config.train, name) for name in STAGES if getattr(config.train, name).steps > 0]
+    stages = [stage for _, stage in config.train.stages()]
     if stages:  # the dtypes the run's own benchmark saw: those of its last stage
         apply_freeze_policy(model, model_cfg, stages[-1])
         hold_frozen_in_training_dtype(model, config.train.precision)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.config.schema import STAGES
 from harness.evaluation.scoring import item_metric
 from harness.evaluation.splits import SPLITS
 from harness.experiment import Experiment
@@ -315,14 +316,14 @@ def _cost_table(runs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     params = {label: summarise(runs, metric, order)["mean"]
               for label, metric in (("trainable params (M)", "params/finetune/trainable"),
                                     ("total params (M)", "params/total"))}
-    times = [summarise(runs, f"time/{s}_s", order)["mean"] for s in ("pretrain", "high_res", "finetune", "eval")]
+    times = [summarise(runs, f"time/{s}_s", order)["mean"] for s in (*STAGES, "eval")]
     rows = []
     for variant in order:
         row = {"variant": variant}
         for label, means in params.items():
             row[label] = "—" if pd.isna(means[variant]) else f"{means[variant] / 1e6:.2f}"
         seconds = [t[variant] for t in times]
-        row["train s"] = f"{sum(s for s in seconds[:3] if not pd.isna(s)):.0f}"
-        row["eval s"] = "—" if pd.isna(seconds[3]) else f"{seconds[3]:.0f}"
+        row["train s"] = f"{sum(s for s in seconds[:-1] if not pd.isna(s)):.0f}"
+        row["eval s"] = "—" if pd.isna(seconds[-1]) else f"{seconds[-1]:.0f}"
         rows.append(row)
     return pd.DataFrame(rows)

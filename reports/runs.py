@@ -7,6 +7,7 @@ import math
 import mlflow
 import pandas as pd
 
+from harness.config.schema import STAGES
 from harness.data.scenes import IMAGE_CATEGORIES
 from harness.errors import AblateError
 from harness.evaluation.splits import SPLITS
@@ -143,8 +144,7 @@ def load_predictions(store: Store, runs: pd.DataFrame, artifact: str = "predicti
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def loss_curves(store: Store, runs: pd.DataFrame, stages: tuple[str, ...] = ("pretrain", "high_res", "finetune"),
-                ) -> dict[str, pd.DataFrame]:
+def loss_curves(store: Store, runs: pd.DataFrame, stages: tuple[str, ...] = STAGES) -> dict[str, pd.DataFrame]:
     """Per variant: the training loss history of its finished runs (stages share one step axis), mean over seeds."""
     client = store.client()
     out: dict[str, pd.DataFrame] = {}

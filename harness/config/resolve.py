@@ -211,8 +211,7 @@ def check_consistency(config: RunConfig) -> None:
         (t.pretrain.steps + t.high_res.steps + t.finetune.steps >= 1, "the stages must train at least one step"),
         (t.batch_size >= 1, f"train.batch_size must be at least 1, got {t.batch_size}"),
     ]
-    for name in ("pretrain", "high_res", "finetune"):
-        s = getattr(t, name)
+    for name, s in t.stages(active_only=False):
         rules += [
             (s.steps >= 0, f"train.{name}.steps must be 0 (skip the stage) or more, got {s.steps}"),
             (0.0 <= s.warmup_frac < 1.0, f"train.{name}.warmup_frac must be in [0, 1), got {s.warmup_frac}"),
