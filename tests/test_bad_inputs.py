@@ -6,7 +6,8 @@ expect and how to run it:
 - `# args: ...`: extra command-line arguments after the file (`key=value` overrides, `--seeds`);
 - `# setup: corrupt-store`: OUT already holds an `mlflow.db` of garbage bytes;
 - `# setup: out-under-a-file`: OUT is a path below a regular file, so it cannot be created;
-- `# setup: name-taken`: OUT holds a grid of the same name from another experiment file, with other runs.
+- `# setup: name-taken`: OUT holds a grid of the same name from another experiment file, with other runs;
+- `# setup: truncated-shard`: the working folder holds `shards/cut-000000.tar`, a tar cut off mid-sample.
 """
 
 from __future__ import annotations
@@ -62,6 +63,19 @@ def test_a_bad_input_gets_one_line_and_writes_nothing(case, tmp_path, capsys, mo
         client = store.create()
         start_parent(client, experiment_id(client, store, "x"), "x", tags={
             "ablate.experiment_path": str(tmp_path / "elsewhere.yaml"), "ablate.run_keys": "0123456789abcdef"})
+    elif spec.get("setup") == "truncated-shard":
+        import io
+        import tarfile
+
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for name, data in (("s0.txt", b"a caption"), ("s0.png", b"\x89PNG" + b"x" * 3000)):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        (tmp_path / "shards").mkdir()
+        (tmp_path / "shards" / "cut-000000.tar").write_bytes(buffer.getvalue()[:2000])
+        monkeypatch.chdir(tmp_path)
     before = files_under(out)
     code = main(["--out", str(out), "grid", "run", str(experiment), *shlex.split(spec.get("args", ""))])
     stdout, stderr = capsys.readouterr()
