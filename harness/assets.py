@@ -96,7 +96,8 @@ def fingerprint(path: Path) -> str:
 
 def source_identity(config: RunConfig) -> dict[str, str]:
     """What each local backbone source of a run resolves to: {config key: "PATH @ FINGERPRINT"}. Zoo entries and
-    random init are already identified by the config (and the zoo's own hash)."""
+    random init are already identified by the config (and the zoo's own hash). The run key uses the fingerprint
+    only (`ResolvedRun.key`), so the same weights in another folder or on another machine are the same run."""
     identity = {}
     for key in SOURCE_KEYS:
         section, _, field = key.removeprefix("model.").partition(".")

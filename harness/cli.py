@@ -130,7 +130,7 @@ def cmd_run(args) -> int:
     resolve(args.variant, scale, args.seed)  # an unknown variant or scale fails here, with its suggestion
     experiment = Experiment(name=f"run-{args.variant}", path=Path(f"ablate run {args.variant}"), scale=scale,
                             baseline=args.variant, variants=(), seeds=(args.seed,))
-    outcome = run_grid(experiment, _store(args), parse_overrides(args.overrides))
+    outcome = run_grid(experiment, _store(args), parse_overrides(args.overrides), retry_failed=args.retry_failed)
     state = "failed" if outcome.failed else "skipped (already finished)" if outcome.skipped else "done"
     print(f"{args.variant} at {scale}, seed {args.seed}: {state}; MLflow experiment '{experiment.name}' in "
           f"{args.out} (`ablate ui` to browse)")
@@ -332,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("variant")
     quick.add_argument("--scale", default=None, help="scale preset (default: tiny)")
     quick.add_argument("--seed", type=int, default=0)
+    quick.add_argument("--retry-failed", action="store_true", help="run it again if it failed before")
     quick.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-4")
     quick.set_defaults(func=cmd_run)
 
@@ -396,8 +397,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print("ablate: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `ablate ... | head`
-        sys.stderr.close()
+    except BrokenPipeError:  # `ablate ... | head`: stop quietly, and let Python's exit flush go nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as err:  # a bug, not a bad input: one line, the traceback only on request
         if args.debug:

@@ -17,6 +17,7 @@ import os
 import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 from harness.config.resolve import ResolvedRun
 from harness.errors import AblateError, ConfigError, Interrupted
 from harness.experiment import Experiment
-from harness.progress import GridDisplay
+from harness.progress import GridDisplay, progress_file
 from harness.tracking import (
     PARENT_TAG,
     Store,
@@ -63,15 +64,21 @@ def label(run: ResolvedRun) -> str:
 
 
 @contextmanager
-def run_lock(store: Store, key: str):
-    """Yield True when this process holds the run's lock, False when another process is running it."""
+def run_lock(store: Store, key: str, wait_s: float = 2.0):
+    """Yield True when this process holds the run's lock, False when another process is running it. A lock held
+    only for a moment (`ablate grid status` peeking) is waited for, up to `wait_s`."""
     path = store.locks / f"{key}.lock"
     with open(path, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.1)
         try:
             yield True
         finally:
@@ -79,11 +86,14 @@ def run_lock(store: Store, key: str):
 
 
 _busy = False  # in a worker process: whether it is running a run now
+_stop = False  # in a worker process: Ctrl-C was pressed, so take no further run
 
 
 def _on_sigint(signum, frame) -> None:
-    """In a worker, Ctrl-C interrupts the run it is training (which marks itself KILLED); an idle worker ignores
-    it and exits when the grid shuts the pool down, without a traceback."""
+    """In a worker, Ctrl-C interrupts the run it is training (which marks itself KILLED), and the worker takes no
+    further run (a queued one is handed back untouched); an idle worker exits when the pool shuts down."""
+    global _stop
+    _stop = True
     if _busy:
         raise KeyboardInterrupt
 
@@ -93,10 +103,13 @@ def _init_worker() -> None:
 
 
 def _work(root: str, run_id: str, run: ResolvedRun, threads: int | None) -> tuple[str, dict[str, Any] | None, str]:
-    """Worker entry point: ('done', metrics, '') | ('busy', None, '') | ('failed', None, reason)."""
+    """Worker entry point: ('done', metrics, '') | ('busy', None, '') | ('skipped', None, why) |
+    ('failed', None, reason)."""
     global _busy
     from harness.runner import execute
 
+    if _stop:
+        return "skipped", None, "interrupted before it started"
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if os.environ.get("ABLATE_VERBOSE"):
         logging.getLogger("ablate").setLevel(logging.DEBUG)
@@ -104,6 +117,9 @@ def _work(root: str, run_id: str, run: ResolvedRun, threads: int | None) -> tupl
     with run_lock(store, run.key) as held:
         if not held:
             return "busy", None, ""
+        current = store.client().get_run(run_id)  # another process may have run it since the grid looked
+        if current.info.lifecycle_stage == "deleted" or current.info.status == "FINISHED":
+            return "skipped", None, "finished or replaced by another process meanwhile"
         _busy = True
         try:
             return "done", execute(store, run_id, run, threads), ""
@@ -111,6 +127,8 @@ def _work(root: str, run_id: str, run: ResolvedRun, threads: int | None) -> tupl
             return "failed", None, str(err)
         finally:
             _busy = False
+            if _stop:  # Lightning ignores SIGINT after handling one; keep ours for the next run's check
+                signal.signal(signal.SIGINT, _on_sigint)
 
 
 def prepare_assets(runs: list[ResolvedRun], store: Store, workers: int = 2) -> None:
@@ -138,7 +156,7 @@ def _record(outcome: GridOutcome, run: ResolvedRun, result: tuple[str, dict[str,
     """Add a finished worker's result to the outcome and print its line."""
     status, metrics, reason = result
     display.clear()
-    if status != "busy":
+    if status in ("done", "failed"):
         display.finished()
     if status == "done":
         outcome.finished.append(label(run))
@@ -147,6 +165,9 @@ def _record(outcome: GridOutcome, run: ResolvedRun, result: tuple[str, dict[str,
     elif status == "busy":
         outcome.busy.append(label(run))
         log.info("  busy    %-28s (running in another process)", label(run))
+    elif status == "skipped":
+        outcome.skipped.append(label(run))
+        log.info("  skipped %-28s (%s)", label(run), reason)
     else:
         outcome.failed[label(run)] = reason
         log.info("  FAILED  %-28s %s", label(run), reason)
@@ -265,26 +286,32 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
             outcome.failed[label(run)] = (f"failed before ({previous.data.tags.get('ablate.error', '?')[:300]}); "
                                           "pass --retry-failed to run it again")
             continue
-        if previous is not None and _lock_held(store, run.key):  # another process is training it right now
-            outcome.busy.append(label(run))
-            continue
-        retry_of = None
-        if previous is not None and previous.info.status != "SCHEDULED":
-            # Killed (Ctrl-C, kill -9: left RUNNING with no lock) or failed: start it afresh in a new MLflow run, so
-            # no metric step is logged twice; the old run goes to MLflow's trash, where it can be restored.
-            retry_of = previous.info.run_id
-            client.delete_run(retry_of)
-            previous = None
-        if previous is not None:
-            run_id = previous.info.run_id
-        else:
-            run_id = client.create_run(exp_id, run_name=f"{run.variant.name}-s{run.config.seed}", tags={
-                PARENT_TAG: parent_id, "ablate.run_key": run.key, "ablate.variant": run.variant.name,
-                "ablate.kind": "run", "ablate.grid": experiment.name,
-                **{f"ablate.resolved.{key}": value for key, value in run.sources},
-                **({"ablate.retry_of": retry_of} if retry_of else {}),
-            }).info.run_id
-            client.update_run(run_id, status="SCHEDULED")
+        with run_lock(store, run.key) as held:  # decide while no other process can start or finish it
+            if not held:
+                outcome.busy.append(label(run))
+                continue
+            previous = child_runs(client, exp_id, parent_id).get(run.key)  # as of now, not as of the first look
+            if previous is not None and previous.info.status == "FINISHED":
+                outcome.skipped.append(label(run))
+                continue
+            retry_of = None
+            if previous is not None and previous.info.status != "SCHEDULED":
+                # Killed (Ctrl-C, or kill -9: left RUNNING with no lock) or failed: start afresh in a new MLflow
+                # run, so no metric step is logged twice; the old one goes to MLflow's trash (restorable).
+                retry_of = previous.info.run_id
+                client.delete_run(retry_of)
+                previous = None
+            if previous is not None:
+                run_id = previous.info.run_id
+            else:
+                run_id = client.create_run(exp_id, run_name=f"{run.variant.name}-s{run.config.seed}", tags={
+                    PARENT_TAG: parent_id, "ablate.run_key": run.key, "ablate.variant": run.variant.name,
+                    "ablate.kind": "run", "ablate.grid": experiment.name,
+                    **{f"ablate.resolved.{key}": value for key, value in run.sources},
+                    **({"ablate.retry_of": retry_of} if retry_of else {}),
+                }).info.run_id
+                client.update_run(run_id, status="SCHEDULED")
+        progress_file(store.locks, run.key).unlink(missing_ok=True)  # a dead process's leftover
         todo.append((run, run_id))
 
     log.info("grid %s: %d runs, %d already finished, %d to run with %d worker(s)",
@@ -304,7 +331,7 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
         mark_killed(client, parent_id)
         raise Interrupted(f"interrupted: grid {experiment.name} stopped with {len(outcome.finished)} of "
                           f"{len(todo)} runs done now; the interrupted run is marked KILLED. Run the same "
-                          "`ablate grid run` again to resume: finished runs are kept") from None
+                          "command again to resume: finished runs are kept") from None
     finally:
         stop.set()
         display.clear()
@@ -324,7 +351,12 @@ def _run_all(todo: list[tuple[ResolvedRun, str]], store: Store, outcome: GridOut
         futures = {pool.submit(_work, str(store.root), run_id, run, threads): run for run, run_id in todo}
         try:
             for future in as_completed(futures):  # report each run as it ends, not when the grid does
-                _record(outcome, futures[future], future.result(), display)
+                try:
+                    result = future.result()
+                except BrokenProcessPool:  # a worker was killed (out of memory?): its run stays RUNNING, stale
+                    result = ("failed", None, "its worker process died (killed by the system, out of memory?); "
+                              "the next `grid run` runs it again")
+                _record(outcome, futures[future], result, display)
         except KeyboardInterrupt:
             pool.shutdown(wait=True, cancel_futures=True)  # the workers got the Ctrl-C too and mark their runs
             raise

@@ -2,10 +2,13 @@
 
 A registry knows three kinds of entries:
 - built-ins, declared as `"module:attribute"` strings in `harness/components.py` and imported on first use, so
-  listing names never imports torch (timm's light `_registry` split from its heavy factories);
+  listing names never imports torch (timm's light `_registry` split from its heavy factories); validating a config
+  that names a plugin imports that plugin, so a broken one fails before anything is written;
 - plugins: entry points of the registry's group (`ablate.connectors`, ...) in any installed package, discovered in
   every process that looks a name up (grid workers, `ablate eval`, the report) and loaded on first use;
-- objects registered at run time with the `register` decorator (tests, notebooks).
+- objects registered at run time with the `register` decorator (tests, notebooks). These exist only in the process
+  that registered them: grid workers are fresh processes, so use an entry point for anything a grid with
+  `workers > 1` or `ablate eval` must find.
 
 An unknown name fails with the known names and a did-you-mean suggestion. A plugin that fails to load disables
 only itself: its name stays listed with the error, and only using it fails, with one line naming the package.
@@ -64,8 +67,15 @@ class Registry(Generic[T]):
     def plugins(self) -> dict[str, EntryPoint]:
         """This group's entry points by name (metadata only: nothing is imported)."""
         if self._plugins is None:
-            found = {ep.name: ep for ep in entry_points(group=self.group)} if self.group else {}
-            self._plugins = {name: ep for name, ep in found.items() if name not in self._builtins}
+            self._plugins = {}
+            for ep in entry_points(group=self.group) if self.group else []:
+                if ep.name in self._builtins:
+                    continue
+                other = self._plugins.get(ep.name)
+                if other is not None and other.value != ep.value:  # two packages claim one name: use neither
+                    packages = sorted(str(getattr(e.dist, "name", "?")) for e in (other, ep))
+                    self._broken[ep.name] = f"the name is claimed by two plugins ({' and '.join(packages)})"
+                self._plugins[ep.name] = ep
         return self._plugins
 
     def refresh(self) -> None:
@@ -97,6 +107,8 @@ class Registry(Generic[T]):
             self._loaded[name] = load_location(self._builtins[name])
             return self._loaded[name]
         plugin = self.plugins().get(name)
+        if plugin is not None and name in self._broken:
+            raise RegistryError(f"{self.kind} '{name}': {self._broken[name]}")
         if plugin is None:
             raise RegistryError(
                 f"unknown {self.kind} '{name}'{did_you_mean(name, self.names())}; known: {one_of(self.names())}"

@@ -62,19 +62,20 @@ class Store:
         root = self.root.resolve()
         return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
-    def locate(self, stored: str) -> Path:
+    def locate(self, stored: str, anchor: str = "checkpoints") -> Path:
         """A path stored in MLflow, inside this output folder: relative ones (`checkpoints/KEY`) as they are; an
         absolute one from an older run whose folder has moved since, re-rooted at its `checkpoints` or
-        `mlartifacts` part (so a copy of the folder reads and writes its own files, not the original's)."""
+        `anchor` part, `checkpoints` or `mlartifacts` (so a copy of the folder reads and writes its own files, not
+        the original's)."""
         path = Path(stored)
         if not path.is_absolute():
             return self.root / path
         if path.is_relative_to(self.root.resolve()):
             return path
-        for anchor in ("checkpoints", "mlartifacts"):
-            if anchor in path.parts:
-                i = len(path.parts) - 1 - path.parts[::-1].index(anchor)
-                return self.root.joinpath(*path.parts[i:])
+        if anchor in path.parts:
+            i = path.parts.index(anchor) if anchor == "mlartifacts" else len(path.parts) - 1 - path.parts[::-1].index(
+                anchor)  # mlartifacts/<experiment>/...: an experiment may be called "checkpoints" too
+            return self.root.joinpath(*path.parts[i:])
         return path
 
     def artifact_file(self, artifact_uri: str, name: str) -> Path | None:
@@ -83,7 +84,7 @@ class Store:
         parsed = urlparse(artifact_uri)
         if parsed.scheme not in ("", "file"):
             return None
-        path = self.locate(str(Path(unquote(parsed.path)) / name))
+        path = self.locate(str(Path(unquote(parsed.path)) / name), "mlartifacts")
         return path if path.is_file() else None
 
     def log_text(self, client: MlflowClient, run_id: str, text: str, name: str) -> None:
@@ -93,7 +94,7 @@ class Store:
         if parsed.scheme not in ("", "file"):
             client.log_text(run_id, text, name)
             return
-        path = self.locate(unquote(parsed.path)) / name
+        path = self.locate(unquote(parsed.path), "mlartifacts") / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
 
@@ -181,7 +182,12 @@ def start_parent(client: MlflowClient, exp_id: str, grid_name: str, tags: dict[s
 def child_runs(client: MlflowClient, exp_id: str, parent_id: str) -> dict[str, Any]:
     """The grid's child runs keyed by their run key (config hash)."""
     runs = find_runs(client, exp_id, mlflow__parentRunId=parent_id)
-    return {r.data.tags.get("ablate.run_key"): r for r in runs}
+    newest: dict[str, Any] = {}
+    for r in runs:  # should two active runs share a key, the newest is the one that counts
+        key = r.data.tags.get("ablate.run_key")
+        if key not in newest or newest[key].info.start_time < r.info.start_time:
+            newest[key] = r
+    return newest
 
 
 def log_batch(

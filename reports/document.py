@@ -36,15 +36,18 @@ code { background: #f3f3f3; padding: 0 .25rem; border-radius: 3px; font-size: 90
 """
 
 SORT_SCRIPT = """
-document.querySelectorAll("table.sortable th").forEach((th, col) => th.addEventListener("click", () => {
-  const body = th.closest("table").tBodies[0];
+const value = cell => { const text = cell.textContent.trim();
+  const number = text.match(/^[+-]?\\d+(\\.\\d+)?/);  // "40.8 ± 0.8", "-9.5 [-14.7, -4.1]", "7/53"
+  return text === "" || text === "—" ? null : number ? parseFloat(number[0]) : text.toLowerCase(); };
+document.querySelectorAll("table.sortable th").forEach(th => th.addEventListener("click", () => {
+  const body = th.closest("table").tBodies[0], col = th.cellIndex;
   const up = th.getAttribute("aria-sort") !== "ascending";
   th.closest("tr").querySelectorAll("th").forEach(h => h.removeAttribute("aria-sort"));
   th.setAttribute("aria-sort", up ? "ascending" : "descending");
-  const key = cell => { const n = parseFloat(cell.textContent.replace(/[^0-9eE+.-]/g, ""));
-                        return isNaN(n) ? cell.textContent : n; };
   const rows = Array.from(body.rows).sort((a, b) => {
-    const x = key(a.cells[col]), y = key(b.cells[col]);
+    const x = value(a.cells[col]), y = value(b.cells[col]);
+    if (x === null || y === null) return (x === null) - (y === null);  // blanks last either way
+    if (typeof x !== typeof y) return typeof x === "number" ? -1 : 1;
     return (x < y ? -1 : x > y ? 1 : 0) * (up ? 1 : -1); });
   rows.forEach(r => body.appendChild(r)); }));
 """

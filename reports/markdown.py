@@ -283,7 +283,7 @@ def write_report(experiment: Experiment, store: Store) -> Path:
             changes.append(f"`{variant}` ({row.get('tags.ablate.axis', '')}): the baseline{note}")
             continue
         diff = config_differences(runs, variant, baseline)
-        listed = ", ".join(f"`{k}`: {old} → {new}" for k, (old, new) in diff.items()) or "nothing (same config)"
+        listed = ", ".join(f"`{k}`: `{old}` → `{new}`" for k, (old, new) in diff.items()) or "nothing (same config)"
         changes.append(f"`{variant}` ({row.get('tags.ablate.axis', '')}): {listed}{note}")
     doc.bullets(changes)
     failed = runs[runs["status"] != "FINISHED"]

@@ -180,6 +180,7 @@ def test_a_stray_difference_is_refused():
 
 def test_re_pointing_a_local_name_or_replacing_its_weights_makes_a_new_run(tmp_path, monkeypatch):
     import dataclasses
+    import shutil
 
     from harness.assets import source_identity
 
@@ -200,5 +201,7 @@ def test_re_pointing_a_local_name_or_replacing_its_weights_makes_a_new_run(tmp_p
     first = key_for("a")
     assert key_for("a") == first and first != run.hash
     assert key_for("b") != first  # the same `local:vit`, another checkpoint
+    shutil.copytree(tmp_path / "a", tmp_path / "a-copy")
+    assert key_for("a-copy") == first  # the same weights in another folder: the same run
     (tmp_path / "a" / "config.json").write_text('{"embed_dim": 32}')
     assert key_for("a") != first  # the same folder, its files changed

@@ -89,8 +89,8 @@ def test_report_lists_every_setting_that_differs_from_the_baseline(smoke):
     experiment, store, _ = smoke
     text = write_report(experiment, store).read_text()
     section = text[text.index("## What each variant changes against `lynx`"):]
-    assert "`model.connector.kind`: resampler → linear" in section
-    assert "`model.adapter.kind`: bottleneck → none" in section
+    assert "`model.connector.kind`: `resampler` → `linear`" in section
+    assert "`model.adapter.kind`: `bottleneck` → `none`" in section
 
 
 def test_every_report_table_is_also_csv_and_booktabs_latex(smoke):
@@ -124,6 +124,18 @@ def test_the_html_report_renders_in_a_real_browser(smoke, tmp_path):
     assert html.count('src="data:image/png;base64,') >= 3  # overall accuracy, deltas by axis, category heatmap
     sections = re.findall(r'<h2 id="([^"]+)"', html)
     assert sections and all(f'href="#{s}"' in html for s in sections)  # every section is in the contents
+    # A click on a column header sorts the table by it: numbers as numbers ("40.8 ± 0.8" reads as 40.8).
+    probe = tmp_path / "sorted.html"
+    probe.write_text(page.read_text().replace("</body>", """<script>
+      const table = Array.from(document.querySelectorAll("table.sortable")).find(
+        t => Array.from(t.tHead.rows[0].cells).some(c => c.textContent === "overall %"));
+      const head = Array.from(table.tHead.rows[0].cells).find(c => c.textContent === "overall %");
+      head.click();
+      document.title = Array.from(table.tBodies[0].rows).map(r => r.cells[head.cellIndex].textContent).join("|");
+      </script></body>"""))
+    clicked = subprocess.run([*browser, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    values = [float(v.split()[0]) for v in re.search(r"<title>([^<]*)</title>", clicked.stdout).group(1).split("|")]
+    assert len(values) == 3 and values == sorted(values), values
 
 
 def test_python_api_gives_the_reports_numbers_as_dataframes(smoke):

@@ -78,7 +78,7 @@ def test_ctrl_c_marks_the_run_killed_and_says_how_to_resume(quick_store, quick, 
     assert stopped_after < 30, stopped_after
     assert "Traceback" not in stderr, stderr
     last = stderr.strip().splitlines()[-1]
-    assert last.startswith("ablate: interrupted: grid") and "Run the same `ablate grid run` again" in last, last
+    assert last.startswith("ablate: interrupted: grid") and "Run the same command again to resume" in last, last
     client = store.client()
     runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
     statuses = {r.data.tags.get("ablate.variant", "grid"): r.info.status for r in runs}

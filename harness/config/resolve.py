@@ -59,11 +59,13 @@ class ResolvedRun:
 
     @property
     def key(self) -> str:
-        """Stable identity of the run: the config hash (the seed is part of the config), and what its local
-        backbones resolve to, so re-pointing a `local:` name or replacing a checkpoint makes a new run."""
+        """Stable identity of the run: the config hash (the seed is part of the config), and the content
+        fingerprint of its local backbones, so re-pointing a `local:` name to other weights or replacing a
+        checkpoint makes a new run, while moving the same weights elsewhere does not."""
         if not self.sources:
             return self.hash
-        return hashlib.sha256(json.dumps([self.hash, *self.sources]).encode()).hexdigest()[:12]
+        contents = [(key, value.rsplit(" @ ", 1)[-1]) for key, value in self.sources]  # fingerprints, not paths
+        return hashlib.sha256(json.dumps([self.hash, *contents]).encode()).hexdigest()[:12]
 
 
 def list_scales() -> list[str]:
