@@ -58,10 +58,55 @@ def resolve_local(source: str, key: str) -> str:
     return source
 
 
-def check_sources(model: ModelConfig) -> None:
-    """Fail now, before anything is written, on a local checkpoint source that does not exist."""
-    resolve_local(model.llm.source, "model.llm.source")
-    resolve_local(model.vision.weights, "model.vision.weights")
+def check_sources(config: RunConfig) -> None:
+    """Fail now, before anything is written, on a local checkpoint source that does not exist or on outside
+    shards that are missing, empty or damaged."""
+    resolve_local(config.model.llm.source, "model.llm.source")
+    resolve_local(config.model.vision.weights, "model.vision.weights")
+    if config.data.shards:
+        from harness.data.shards import check_shards
+
+        check_shards(config.data.shards)
+
+
+FINGERPRINT_CHUNK = 1 << 20  # bytes read at the start, middle and end of each large checkpoint file
+SOURCE_KEYS = ("model.llm.source", "model.vision.weights")
+
+
+def fingerprint(path: Path) -> str:
+    """12 hex digits of a checkpoint's content: every file's name and size, small files whole, and 1 MiB at the
+    start, middle and end of large ones (a 14 GB checkpoint is fingerprinted in milliseconds, and a re-saved or
+    replaced one changes it). A weight file counts the config.json beside it."""
+    digest = hashlib.sha256()
+    base = path if path.is_dir() else path.parent
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else \
+        [path, *[p for p in (path.parent / "config.json",) if p.is_file()]]
+    for file in files:
+        size = file.stat().st_size
+        digest.update(f"{file.relative_to(base).as_posix()}:{size}\n".encode())
+        with file.open("rb") as handle:
+            if size <= 3 * FINGERPRINT_CHUNK:
+                digest.update(handle.read())
+                continue
+            for offset in (0, size // 2, size - FINGERPRINT_CHUNK):
+                handle.seek(offset)
+                digest.update(handle.read(FINGERPRINT_CHUNK))
+    return digest.hexdigest()[:12]
+
+
+def source_identity(config: RunConfig) -> dict[str, str]:
+    """What each local backbone source of a run resolves to: {config key: "PATH @ FINGERPRINT"}. Zoo entries and
+    random init are already identified by the config (and the zoo's own hash). The run key uses the fingerprint
+    only (`ResolvedRun.key`), so the same weights in another folder or on another machine are the same run."""
+    identity = {}
+    for key in SOURCE_KEYS:
+        section, _, field = key.removeprefix("model.").partition(".")
+        source = getattr(getattr(config.model, section), field)
+        if source == "random" or source.startswith("zoo:"):
+            continue
+        path = Path(resolve_local(source, key))
+        identity[key] = f"{path.resolve()} @ {fingerprint(path)}"
+    return identity
 
 
 def zoo_spec(scale: str):
@@ -137,8 +182,11 @@ def ensure_zoo(config: RunConfig, store: Store, world, tokenizer, force: bool = 
 
 def _zoo_chain(config: RunConfig, root: str, chain: list[str], force: bool) -> None:
     """Worker process: build one chain of zoo entries (one torch thread, as the zoo's spec asks)."""
+    import logging
+
     from harness.data import build_tokenizer, build_world
 
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # progress lines, as in the parent process
     store = Store(Path(root))
     world = build_world(config.world, store.cache)
     ensure_zoo(config, store, world, build_tokenizer(world), force=force, entries=set(chain), workers=1)

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness.errors import AblateError
+from harness.errors import AblateError, Interrupted
 
 DEFAULT_OUT = os.environ.get("ABLATE_OUT", "outputs")
 ASSUMED_VOCAB = 1000  # for parameter counts when the vocabulary comes from the world tokenizer at run time
@@ -109,7 +109,7 @@ def cmd_grid_run(args) -> int:
     from harness.grid import run_grid
 
     experiment = load_experiment(args.experiment, scale=args.scale, workers=args.workers, seeds=args.seeds)
-    outcome = run_grid(experiment, _store(args), parse_overrides(args.overrides))
+    outcome = run_grid(experiment, _store(args), parse_overrides(args.overrides), retry_failed=args.retry_failed)
     print(
         f"{experiment.name}: {len(outcome.finished)} ran, {len(outcome.skipped)} skipped (already finished), "
         f"{len(outcome.busy)} busy elsewhere, {len(outcome.failed)} failed; store: {args.out}"
@@ -117,6 +117,58 @@ def cmd_grid_run(args) -> int:
     for name, reason in outcome.failed.items():
         print(f"  failed: {name}: {reason}", file=sys.stderr)
     return 0 if outcome.ok else 1
+
+
+def cmd_run(args) -> int:
+    """One variant, no experiment file: a grid of one run named `run-VARIANT`, logged and skipped like any other."""
+    from harness.config.files import parse_overrides
+    from harness.config.resolve import resolve
+    from harness.experiment import Experiment
+    from harness.grid import run_grid
+
+    scale = args.scale or "tiny"
+    resolve(args.variant, scale, args.seed)  # an unknown variant or scale fails here, with its suggestion
+    experiment = Experiment(name=f"run-{args.variant}", path=Path(f"ablate run {args.variant}"), scale=scale,
+                            baseline=args.variant, variants=(), seeds=(args.seed,))
+    outcome = run_grid(experiment, _store(args), parse_overrides(args.overrides), retry_failed=args.retry_failed)
+    state = "failed" if outcome.failed else "skipped (already finished)" if outcome.skipped else "done"
+    print(f"{args.variant} at {scale}, seed {args.seed}: {state}; MLflow experiment '{experiment.name}' in "
+          f"{args.out} (`ablate ui` to browse)")
+    for name, reason in outcome.failed.items():
+        print(f"  failed: {name}: {reason}", file=sys.stderr)
+    return 0 if outcome.ok else 1
+
+
+def cmd_components_list(args) -> int:
+    """Every component kind with each entry's source; a plugin that fails to load is listed with its error."""
+    from harness.components import COMPONENT_KEYS
+
+    for key, registry in COMPONENT_KEYS.items():
+        print(f"{registry.kind} ({key}; plugins: entry-point group {registry.group})")
+        width = max(len(n) for n in registry.names())
+        for name in registry.names():
+            origin = registry.origin(name)
+            problem = registry.check(name) if origin.kind == "plugin" else None
+            print(f"  {name:<{width}}  {origin.text()}" + (f"  BROKEN: {problem}" if problem else ""))
+    return 0
+
+
+def cmd_grid_status(args) -> int:
+    from harness.config.files import parse_overrides
+    from harness.experiment import load_experiment
+    from harness.grid import grid_status
+
+    experiment = load_experiment(args.experiment, scale=args.scale, seeds=args.seeds)
+    lines = grid_status(experiment, _store(args), parse_overrides(args.overrides))
+    width = max(len(name) for name, _ in lines)
+    for name, state in lines:
+        print(f"{name:<{width}}  {state}")
+    counts = {}
+    for _, state in lines:
+        kind = state.split(":")[0].split(" ")[0]
+        counts[kind] = counts.get(kind, 0) + 1
+    print(f"{experiment.name}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    return 0
 
 
 def cmd_report(args) -> int:
@@ -195,12 +247,12 @@ def cmd_zoo_probe(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from harness.evaluation import format_category_table
+    from harness.evaluation import SPLITS, format_category_table
     from harness.runner import evaluate_saved
 
     metrics, rows = evaluate_saved(_store(args), args.target, blind=args.blind, splits=args.splits)
     for split in sorted({r["split"] for r in rows}):
-        if split.startswith("openvqa"):
+        if SPLITS[split].kind == "openvqa":
             print(format_category_table(rows, split))
     for key in sorted(k for k in metrics if not k.startswith("eval/openvqa")):
         print(f"{key:<48} {metrics[key]:.2f}")
@@ -225,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=DEFAULT_OUT,
                         help="output folder holding the MLflow store, data cache and reports (default: %(default)s)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print results and errors")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also print each stage's freeze table and feature-cache use (always in MLflow)")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of any error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     variants = sub.add_parser("variants", help="list, show and compare registered variants")
@@ -243,6 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     params = vsub.add_parser("params", help="parameter counts of every variant at a scale (meta device)")
     params.add_argument("--scale", default="paper")
     params.set_defaults(func=cmd_variants_params)
+
+    components = sub.add_parser("components", help="connectors, fusions, adapters and judges, with their source")
+    csub = components.add_subparsers(dest="action", required=True, metavar="ACTION")
+    csub.add_parser("list", help="every registered component and where it comes from (built-in or plugin)"
+                    ).set_defaults(func=cmd_components_list)
 
     world = sub.add_parser("world", help="the generated miniature world")
     wsub = world.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -268,6 +328,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--splits", default=None, help="comma-separated benchmark splits (default: the run's)")
     evaluate.set_defaults(func=cmd_eval)
 
+    quick = sub.add_parser("run", help="train and evaluate one variant, no experiment file (a re-run is skipped)")
+    quick.add_argument("variant")
+    quick.add_argument("--scale", default=None, help="scale preset (default: tiny)")
+    quick.add_argument("--seed", type=int, default=0)
+    quick.add_argument("--retry-failed", action="store_true", help="run it again if it failed before")
+    quick.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-4")
+    quick.set_defaults(func=cmd_run)
+
     grid = sub.add_parser("grid", help="run an experiment grid")
     gsub = grid.add_subparsers(dest="action", required=True, metavar="ACTION")
     run = gsub.add_parser("run", help="train and evaluate every missing run of an experiment file")
@@ -275,8 +343,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scale", default=None, help="override the experiment's scale")
     run.add_argument("--workers", type=int, default=None, help="parallel worker processes")
     run.add_argument("--seeds", default=None, help="override the experiment's seeds, e.g. 0,1")
+    run.add_argument("--retry-failed", action="store_true", help="run failed runs again (killed ones always are)")
     run.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides applied to every run")
     run.set_defaults(func=cmd_grid_run)
+    status = gsub.add_parser("status", help="one line per run: pending, running (stage, step), done, failed, killed")
+    status.add_argument("experiment", help="experiment YAML, e.g. experiments/smoke.yaml")
+    status.add_argument("--scale", default=None, help="the scale the grid was run at, if not the file's")
+    status.add_argument("--seeds", default=None, help="the seeds the grid was run with, if not the file's")
+    status.add_argument("overrides", nargs="*", metavar="key=value", help="the overrides the grid was run with")
+    status.set_defaults(func=cmd_grid_status)
 
     report = sub.add_parser("report", help="write the markdown report of an experiment from MLflow")
     report.add_argument("experiment")
@@ -301,14 +376,36 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.verbose:
+        os.environ["ABLATE_VERBOSE"] = "1"  # grid workers are separate processes
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    logging.getLogger("ablate").setLevel(logging.DEBUG if args.verbose else logging.NOTSET)
     for noisy in ("alembic", "mlflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.func(args)
+    except Interrupted as err:
+        print(f"ablate: {err}", file=sys.stderr)
+        return 130
     except AblateError as err:
+        if args.debug:
+            raise
         print(f"ablate: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("ablate: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `ablate ... | head`: stop quietly, and let Python's exit flush go nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as err:  # a bug, not a bad input: one line, the traceback only on request
+        if args.debug:
+            raise
+        print(f"ablate: internal error: {type(err).__name__}: {err} (run again with --debug for the traceback, "
+              "and please report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """User-facing errors: one clear line, printed by the CLI with a non-zero exit.
 
 Anything the user can fix (a bad config, an unknown name, a missing file) raises `AblateError` (or a subclass)
-with a message that says what was wrong, where, and what would be right. Everything else is a bug and keeps its
-traceback.
+with a message that says what was wrong, where, and what would be right. Everything else is a bug: the CLI prints
+it on one line too and shows its traceback with `--debug`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,10 @@ class AblateError(Exception):
 
 class ConfigError(AblateError):
     """A configuration file, key or value is invalid."""
+
+
+class Interrupted(AblateError):
+    """The user pressed Ctrl-C; the message says what was kept and how to resume. The CLI exits with 130."""
 
 
 class RegistryError(AblateError):

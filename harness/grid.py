@@ -1,27 +1,43 @@
 """Run an experiment's grid: resolve every run first, then do only what is missing, in parallel workers.
 
-A grid is one MLflow parent run with one child per (variant, seed). A child that FINISHED is skipped on re-run;
-one that failed or was killed runs again into the same MLflow run. A lock file per run key makes sure that two
-workers (or two `ablate grid run` processes on one machine) never run the same run at once.
+A grid is one MLflow parent run with one child per (variant, seed). On a re-run, a child that FINISHED is skipped;
+one that was killed (Ctrl-C, or `kill -9`: RUNNING with no process holding its lock) starts again in a fresh MLflow
+run, the old one going to MLflow's trash, so no metric step is logged twice; a failed one runs again only with
+`retry_failed`. A lock file per run key makes sure that two workers (or two `ablate grid run` processes on one
+machine) never run the same run at once; `grid_status` reads the same state for `ablate grid status`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import logging
 import multiprocessing
 import os
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.config.resolve import ResolvedRun
-from harness.errors import AblateError
+from harness.errors import AblateError, ConfigError, Interrupted
 from harness.experiment import Experiment
-from harness.tracking import PARENT_TAG, Store, child_runs, experiment_id, finish, provenance, start_parent
+from harness.progress import GridDisplay, progress_file
+from harness.tracking import (
+    PARENT_TAG,
+    Store,
+    child_runs,
+    experiment_id,
+    find_runs,
+    finish,
+    mark_killed,
+    provenance,
+    start_parent,
+)
 
 log = logging.getLogger("ablate")
 SUMMARY = (("Open-VQA image", "eval/openvqa_image/acc"), ("video", "eval/openvqa_video/acc"),
@@ -48,34 +64,71 @@ def label(run: ResolvedRun) -> str:
 
 
 @contextmanager
-def run_lock(store: Store, key: str):
-    """Yield True when this process holds the run's lock, False when another process is running it."""
+def run_lock(store: Store, key: str, wait_s: float = 2.0):
+    """Yield True when this process holds the run's lock, False when another process is running it. A lock held
+    only for a moment (`ablate grid status` peeking) is waited for, up to `wait_s`."""
     path = store.locks / f"{key}.lock"
     with open(path, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.1)
         try:
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+_busy = False  # in a worker process: whether it is running a run now
+_stop = False  # in a worker process: Ctrl-C was pressed, so take no further run
+
+
+def _on_sigint(signum, frame) -> None:
+    """In a worker, Ctrl-C interrupts the run it is training (which marks itself KILLED), and the worker takes no
+    further run (a queued one is handed back untouched); an idle worker exits when the pool shuts down."""
+    global _stop
+    _stop = True
+    if _busy:
+        raise KeyboardInterrupt
+
+
+def _init_worker() -> None:
+    signal.signal(signal.SIGINT, _on_sigint)
+
+
 def _work(root: str, run_id: str, run: ResolvedRun, threads: int | None) -> tuple[str, dict[str, Any] | None, str]:
-    """Worker entry point: ('done', metrics, '') | ('busy', None, '') | ('failed', None, reason)."""
+    """Worker entry point: ('done', metrics, '') | ('busy', None, '') | ('skipped', None, why) |
+    ('failed', None, reason)."""
+    global _busy
     from harness.runner import execute
 
+    if _stop:
+        return "skipped", None, "interrupted before it started"
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if os.environ.get("ABLATE_VERBOSE"):
+        logging.getLogger("ablate").setLevel(logging.DEBUG)
     store = Store(Path(root))
     with run_lock(store, run.key) as held:
         if not held:
             return "busy", None, ""
+        current = store.client().get_run(run_id)  # another process may have run it since the grid looked
+        if current.info.lifecycle_stage == "deleted" or current.info.status == "FINISHED":
+            return "skipped", None, "finished or replaced by another process meanwhile"
+        _busy = True
         try:
             return "done", execute(store, run_id, run, threads), ""
         except AblateError as err:
             return "failed", None, str(err)
+        finally:
+            _busy = False
+            if _stop:  # Lightning ignores SIGINT after handling one; keep ours for the next run's check
+                signal.signal(signal.SIGINT, _on_sigint)
 
 
 def prepare_assets(runs: list[ResolvedRun], store: Store, workers: int = 2) -> None:
@@ -98,9 +151,13 @@ def prepare_assets(runs: list[ResolvedRun], store: Store, workers: int = 2) -> N
                 log.info("zoo %s", line)
 
 
-def _record(outcome: GridOutcome, run: ResolvedRun, result: tuple[str, dict[str, Any] | None, str]) -> None:
+def _record(outcome: GridOutcome, run: ResolvedRun, result: tuple[str, dict[str, Any] | None, str],
+            display: GridDisplay) -> None:
     """Add a finished worker's result to the outcome and print its line."""
     status, metrics, reason = result
+    display.clear()
+    if status in ("done", "failed"):
+        display.finished()
     if status == "done":
         outcome.finished.append(label(run))
         scores = ", ".join(f"{name} {metrics[key]:.1f}%" for name, key in SUMMARY if key in metrics)
@@ -108,22 +165,108 @@ def _record(outcome: GridOutcome, run: ResolvedRun, result: tuple[str, dict[str,
     elif status == "busy":
         outcome.busy.append(label(run))
         log.info("  busy    %-28s (running in another process)", label(run))
+    elif status == "skipped":
+        outcome.skipped.append(label(run))
+        log.info("  skipped %-28s (%s)", label(run), reason)
     else:
         outcome.failed[label(run)] = reason
         log.info("  FAILED  %-28s %s", label(run), reason)
 
 
-def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None) -> GridOutcome:
-    """Resolve, then train and evaluate every missing run of `experiment` into `store`."""
-    from harness.assets import check_sources
+def experiment_origin(experiment: Experiment) -> str:
+    """Where a grid comes from: its experiment file's absolute path, or `ablate run VARIANT` for a quick run."""
+    return str(experiment.path.resolve()) if experiment.path.is_file() else str(experiment.path)
+
+
+def check_name_is_free(store: Store, experiment: Experiment, runs: list[ResolvedRun]) -> None:
+    """A grid is known by its name in an output folder. Running the same experiment file again after editing it
+    continues its grid (finished runs are kept, the report shows the grid as last run); another file that reuses
+    the name with other runs is refused, so two studies never share one grid."""
+    if not store.exists():
+        return
+    client = store.client()
+    exp = client.get_experiment_by_name(experiment.name)
+    parents = find_runs(client, exp.experiment_id, ablate__kind="grid", ablate__grid=experiment.name) if exp else []
+    if not parents:
+        return
+    tags = parents[0].data.tags
+    other = tags.get("ablate.experiment_path")
+    same_runs = set(tags.get("ablate.run_keys", "").split(",")) == {r.key for r in runs}
+    if other and other != experiment_origin(experiment) and not same_runs:
+        raise ConfigError(
+            f"{experiment.path}: the name '{experiment.name}' is already used in {store.root} by the grid of "
+            f"{other}, which has other runs; give this experiment a name of its own, or use another --out"
+        )
+
+
+def grid_status(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """(run label, state) for every run of the experiment: 'pending', 'running: finetune 320/600, ...',
+    'done', 'failed: reason', 'killed', or 'stale: RUNNING in MLflow but no live process' after a crash."""
+    from harness.assets import source_identity
+    from harness.progress import describe, read_progress
+
+    runs = [dataclasses.replace(r, sources=tuple(source_identity(r.config).items())) for r in experiment.expand(cli)]
+    children: dict[str, Any] = {}
+    if store.exists():
+        client = store.client()
+        exp = client.get_experiment_by_name(experiment.name)
+        if exp is not None:
+            for r in find_runs(client, exp.experiment_id, ablate__kind="run", ablate__grid=experiment.name):
+                key = r.data.tags.get("ablate.run_key")
+                if key not in children or children[key].info.start_time < r.info.start_time:
+                    children[key] = r
+    lines = []
+    for run in runs:
+        child = children.get(run.key)
+        status = child.info.status if child is not None else None
+        if status is None or status == "SCHEDULED":
+            state = "pending"
+        elif status == "FINISHED":
+            state = "done"
+        elif status == "FAILED":
+            state = f"failed: {child.data.tags.get('ablate.error', '')[:200]}"
+        elif status == "KILLED":
+            state = "killed (runs again on the next grid run)"
+        else:
+            progress = read_progress(store.locks, run.key)
+            if _lock_held(store, run.key):
+                state = f"running: {describe(progress).split(': ', 1)[1]}" if progress else "running"
+            else:
+                state = "stale: RUNNING in MLflow but no process holds its lock (runs again on the next grid run)"
+        lines.append((label(run), state))
+    return lines
+
+
+def _lock_held(store: Store, key: str) -> bool:
+    """Whether a live process holds the run's lock (the lock dies with its process, so a crash leaves none)."""
+    path = store.locks / f"{key}.lock"
+    if not path.exists():
+        return False
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None,
+             retry_failed: bool = False) -> GridOutcome:
+    """Resolve, then train and evaluate every missing run of `experiment` into `store`. Killed and stale runs run
+    again; failed ones only with `retry_failed` (a failure usually needs a fix first)."""
+    from harness.assets import check_sources, source_identity
 
     runs = experiment.expand(cli)  # every config is validated before anything is written
     for run in runs:
-        check_sources(run.config.model)
+        check_sources(run.config)
+    runs = [dataclasses.replace(run, sources=tuple(source_identity(run.config).items())) for run in runs]
+    check_name_is_free(store, experiment, runs)
     client = store.create()
     exp_id = experiment_id(client, store, experiment.name)
     parent_id = start_parent(client, exp_id, experiment.name, tags={
         "ablate.experiment_file": str(experiment.path),
+        "ablate.experiment_path": experiment_origin(experiment),
         "ablate.baseline": experiment.baseline,
         "ablate.scale": experiment.scale,
         "ablate.variants": ",".join(experiment.all_variants),
@@ -139,14 +282,36 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
         if previous is not None and previous.info.status == "FINISHED":
             outcome.skipped.append(label(run))
             continue
-        if previous is not None:
-            run_id = previous.info.run_id
-        else:
-            run_id = client.create_run(exp_id, run_name=f"{run.variant.name}-s{run.config.seed}", tags={
-                PARENT_TAG: parent_id, "ablate.run_key": run.key, "ablate.variant": run.variant.name,
-                "ablate.kind": "run", "ablate.grid": experiment.name,
-            }).info.run_id
-            client.update_run(run_id, status="SCHEDULED")
+        if previous is not None and previous.info.status == "FAILED" and not retry_failed:
+            outcome.failed[label(run)] = (f"failed before ({previous.data.tags.get('ablate.error', '?')[:300]}); "
+                                          "pass --retry-failed to run it again")
+            continue
+        with run_lock(store, run.key) as held:  # decide while no other process can start or finish it
+            if not held:
+                outcome.busy.append(label(run))
+                continue
+            previous = child_runs(client, exp_id, parent_id).get(run.key)  # as of now, not as of the first look
+            if previous is not None and previous.info.status == "FINISHED":
+                outcome.skipped.append(label(run))
+                continue
+            retry_of = None
+            if previous is not None and previous.info.status != "SCHEDULED":
+                # Killed (Ctrl-C, or kill -9: left RUNNING with no lock) or failed: start afresh in a new MLflow
+                # run, so no metric step is logged twice; the old one goes to MLflow's trash (restorable).
+                retry_of = previous.info.run_id
+                client.delete_run(retry_of)
+                previous = None
+            if previous is not None:
+                run_id = previous.info.run_id
+            else:
+                run_id = client.create_run(exp_id, run_name=f"{run.variant.name}-s{run.config.seed}", tags={
+                    PARENT_TAG: parent_id, "ablate.run_key": run.key, "ablate.variant": run.variant.name,
+                    "ablate.kind": "run", "ablate.grid": experiment.name,
+                    **{f"ablate.resolved.{key}": value for key, value in run.sources},
+                    **({"ablate.retry_of": retry_of} if retry_of else {}),
+                }).info.run_id
+                client.update_run(run_id, status="SCHEDULED")
+        progress_file(store.locks, run.key).unlink(missing_ok=True)  # a dead process's leftover
         todo.append((run, run_id))
 
     log.info("grid %s: %d runs, %d already finished, %d to run with %d worker(s)",
@@ -156,14 +321,42 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
     workers = min(experiment.workers, len(todo)) or 1
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
     started = time.perf_counter()
-    if workers == 1:
-        for run, run_id in todo:
-            _record(outcome, run, _work(str(store.root), run_id, run, threads))
-    else:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_work, str(store.root), run_id, run, threads): run for run, run_id in todo}
-            for future in as_completed(futures):  # report each run as it ends, not when the grid does
-                _record(outcome, futures[future], future.result())
+    display = GridDisplay(experiment.name, total=len(runs), workers=workers, locks=store.locks,
+                          done=len(outcome.skipped))
+    stop = display.follow([r.key for r, _ in todo])
+    try:
+        _run_all(todo, store, outcome, workers, threads, display)
+    except KeyboardInterrupt:
+        # The worker that was training marked its run KILLED; runs not started stay SCHEDULED. Both run again.
+        mark_killed(client, parent_id)
+        raise Interrupted(f"interrupted: grid {experiment.name} stopped with {len(outcome.finished)} of "
+                          f"{len(todo)} runs done now; the interrupted run is marked KILLED. Run the same "
+                          "command again to resume: finished runs are kept") from None
+    finally:
+        stop.set()
+        display.clear()
     log.info("grid %s finished in %.0fs", experiment.name, time.perf_counter() - started)
     finish(client, parent_id, ok=outcome.ok)
     return outcome
+
+
+def _run_all(todo: list[tuple[ResolvedRun, str]], store: Store, outcome: GridOutcome, workers: int,
+             threads: int | None, display: GridDisplay) -> None:
+    if workers == 1:
+        for run, run_id in todo:
+            _record(outcome, run, _work(str(store.root), run_id, run, threads), display)
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker) as pool:
+        futures = {pool.submit(_work, str(store.root), run_id, run, threads): run for run, run_id in todo}
+        try:
+            for future in as_completed(futures):  # report each run as it ends, not when the grid does
+                try:
+                    result = future.result()
+                except BrokenProcessPool:  # a worker was killed (out of memory?): its run stays RUNNING, stale
+                    result = ("failed", None, "its worker process died (killed by the system, out of memory?); "
+                              "the next `grid run` runs it again")
+                _record(outcome, futures[future], result, display)
+        except KeyboardInterrupt:
+            pool.shutdown(wait=True, cancel_futures=True)  # the workers got the Ctrl-C too and mark their runs
+            raise

@@ -17,14 +17,15 @@ from typing import Any
 
 import yaml
 
+from harness.components import plugin_tags
 from harness.config.resolve import ResolvedRun
 from harness.config.schema import RunConfig, StageConfig
 from harness.config.validate import to_flat_dict
 from harness.errors import AblateError
-from harness.tracking import Store, finish, log_batch, provenance
+from harness.progress import RunProgress
+from harness.tracking import Store, finish, log_batch, mark_killed, provenance
 
 log = logging.getLogger("ablate")
-STAGES = ("pretrain", "high_res", "finetune")
 
 
 def quiet_libraries() -> None:
@@ -58,6 +59,8 @@ def run_tags(resolved: ResolvedRun) -> dict[str, str]:
         "ablate.config_hash": resolved.hash,
         "ablate.run_key": resolved.key,
         "mlflow.runName": f"{variant.name}-s{cfg.seed}",
+        "ablate.variant_source": variant.source,
+        **plugin_tags(to_flat_dict(cfg)),
         **provenance(),
     }
 
@@ -75,8 +78,17 @@ def execute(store: Store, run_id: str, resolved: ResolvedRun, threads: int | Non
     """Train and evaluate one resolved config into MLflow run `run_id`; mark it FINISHED or FAILED."""
     client = store.client()
     client.update_run(run_id, status="RUNNING")
+    label = f"{resolved.variant.name} seed {resolved.config.seed}"
+    log.info("  start   %s", label)
+    store.locks.mkdir(parents=True, exist_ok=True)
+    stages = [(name, stage.steps) for name, stage in resolved.config.train.stages()]
+    progress = RunProgress(store.locks, resolved.key, label, stages)
+    progress.update(force=True)
     try:
-        metrics = _train_and_evaluate(store, client, run_id, resolved, threads)
+        metrics = _train_and_evaluate(store, client, run_id, resolved, threads, progress)
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C; Lightning turns one inside `fit` into SystemExit(1)
+        mark_killed(client, run_id)
+        raise KeyboardInterrupt from None
     except Exception as err:
         reason = f"{type(err).__name__}: {err}"
         log_batch(client, run_id, tags={"ablate.error": reason[:5000]})
@@ -84,6 +96,8 @@ def execute(store: Store, run_id: str, resolved: ResolvedRun, threads: int | Non
         if isinstance(err, AblateError):
             raise
         raise AblateError(f"run {resolved.variant.name} (seed {resolved.config.seed}) failed: {reason}") from err
+    finally:
+        progress.close()
     finish(client, run_id, ok=True)
     return metrics
 
@@ -101,19 +115,19 @@ def build_for(config: RunConfig, store: Store):
 
 
 def _train_and_evaluate(
-    store: Store, client, run_id: str, resolved: ResolvedRun, threads: int | None
+    store: Store, client, run_id: str, resolved: ResolvedRun, threads: int | None, progress: RunProgress
 ) -> dict[str, float]:
     # Heavy imports live here so `ablate variants list` and config errors stay fast.
     import lightning as L
     import torch
 
     from harness.data import WorldDataModule
-    from harness.evaluation.benchmark import parse_splits
+    from harness.evaluation.splits import parse_splits
     from harness.features import stage_features
     from harness.model import apply_freeze_policy
     from harness.model.freeze import format_freeze_table
     from harness.placement import hold_frozen_in_training_dtype, run_device, stage_strategy
-    from harness.training import MlflowMetrics, MultimodalModule
+    from harness.training import MlflowMetrics, MultimodalModule, ProgressCallback
 
     cfg = resolved.config
     if threads:
@@ -125,9 +139,9 @@ def _train_and_evaluate(
     log_batch(
         client, run_id, params=to_flat_dict(cfg),
         tags={**run_tags(resolved), "ablate.world_hash": assets.world.manifest["hash"],
-              "ablate.zoo": str(assets.zoo_dir or "")},
+              "ablate.zoo": store.relative(assets.zoo_dir) if assets.zoo_dir else ""},
     )
-    client.log_text(run_id, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), "config.yaml")
+    store.log_text(client, run_id, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), "config.yaml")
 
     eval_size = stage_image_size(cfg, cfg.train.finetune)
     data = WorldDataModule(assets.world, cfg.data, assets.tokenizer, image_size=eval_size,
@@ -135,10 +149,7 @@ def _train_and_evaluate(
     metrics: dict[str, Any] = {}
     freeze_report, step_offset, trained, feature_log = [], 0, set(), {}
     model.to(run_device(cfg.train.accelerator))  # once: every stage and the benchmark run where it lives
-    for name in STAGES:
-        stage: StageConfig = getattr(cfg.train, name)
-        if stage.steps == 0:
-            continue
+    for name, stage in cfg.train.stages():
         size = stage_image_size(cfg, stage)
         rows = apply_freeze_policy(model, model_cfg, stage)
         dtypes = hold_frozen_in_training_dtype(model, cfg.train.precision)
@@ -147,11 +158,11 @@ def _train_and_evaluate(
         feature_log[name] = stage_features(
             store.cache / "features", model, data, name, list(data.mixture(name)), size, cfg.train.precision,
             cfg.train.feature_cache, stage.train_vision, vision_was_trained)
-        log.info("[%s %s] vision features: %s", cfg.variant, name, feature_log[name])
+        log.debug("[%s %s] vision features: %s", cfg.variant, name, feature_log[name])
         lines = format_freeze_table(rows)
         freeze_report += [f"[{name}]", *lines]
         for line in lines:
-            log.info("[%s %s] %s", cfg.variant, name, line)
+            log.debug("[%s %s] %s", cfg.variant, name, line)
         log_batch(client, run_id, tags={f"freeze.{name}.{r['component']}": "trainable" if r["trainable"] else "frozen"
                                         for r in rows},
                   metrics={f"params/{name}/trainable": sum(r["trainable_params"] for r in rows),
@@ -159,29 +170,31 @@ def _train_and_evaluate(
                            **{f"params/{name}/{dtype}": n for dtype, n in dtypes.items()}})
         module = MultimodalModule(model, stage, cfg.train.weight_decay)
         callback = MlflowMetrics(client, run_id, cfg.train.log_every, prefix=f"train/{name}", step_offset=step_offset)
+        shown = ProgressCallback(progress, name, stage.steps)
         trainer = L.Trainer(
             max_steps=stage.steps, accelerator=cfg.train.accelerator, devices=cfg.train.devices,
             strategy=stage_strategy(cfg.train.accelerator, cfg.train.devices),
             precision=cfg.train.precision, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False, callbacks=[callback],
+            enable_model_summary=False, callbacks=[callback, shown],
         )
         started = time.perf_counter()
         trainer.fit(module, train_dataloaders=data.stage_dataloader(name, size))
         metrics[f"time/{name}_s"] = time.perf_counter() - started
         metrics[f"train/{name}/final_loss"] = callback.last_loss
         step_offset += stage.steps
-    client.log_text(run_id, "\n".join(freeze_report) + "\n", "freeze_policy.txt")
+    store.log_text(client, run_id, "\n".join(freeze_report) + "\n", "freeze_policy.txt")
     save_checkpoint(model, cfg, trained, checkpoint_dir(store, resolved.key))
-    log_batch(client, run_id, tags={"ablate.checkpoint": str(checkpoint_dir(store, resolved.key))})
+    log_batch(client, run_id, tags={"ablate.checkpoint": store.relative(checkpoint_dir(store, resolved.key))})
     feature_log["eval"] = stage_features(
         store.cache / "features", model, data, "eval", parse_splits(cfg.eval.splits), eval_size,
         cfg.train.precision, cfg.train.feature_cache, False, any(k.startswith("vision.") for k in trained))
     log_batch(client, run_id, tags={f"features.{k}": v[:5000] for k, v in feature_log.items()})
 
+    progress.update(force=True, stage="eval")
     eval_metrics, rows, seconds = run_benchmark(model, assets, data, cfg)
     metrics |= eval_metrics | {"time/eval_s": seconds}
     log_batch(client, run_id, metrics=metrics, step=step_offset)
-    client.log_text(run_id, "".join(json.dumps(r) + "\n" for r in rows), "predictions.jsonl")
+    store.log_text(client, run_id, "".join(json.dumps(r) + "\n" for r in rows), "predictions.jsonl")
     return metrics
 
 
@@ -225,7 +238,8 @@ def load_saved(store: Store, target: str) -> tuple[RunConfig, Path, str | None]:
                 f"{store.root}"
             ) from None
         run_id = target
-        folder = Path(run.data.tags.get("ablate.checkpoint", ""))
+        stored = run.data.tags.get("ablate.checkpoint")
+        folder = store.locate(stored) if stored else Path("")
         if not (folder / "config.yaml").is_file():
             raise AblateError(f"run {target} has no saved checkpoint (it may have failed before training ended)")
     if not (folder / "trainable.pt").is_file():
@@ -255,7 +269,7 @@ def evaluate_saved(store: Store, target: str, blind: bool = False, splits: str |
     if missing:
         raise AblateError(f"{folder}/trainable.pt does not fit the model its config builds: {sorted(missing)[:3]}")
     model.load_state_dict(state, strict=False)
-    stages = [getattr(config.train, name) for name in STAGES if getattr(config.train, name).steps > 0]
+    stages = [stage for _, stage in config.train.stages()]
     if stages:  # the dtypes the run's own benchmark saw: those of its last stage
         apply_freeze_policy(model, model_cfg, stages[-1])
         hold_frozen_in_training_dtype(model, config.train.precision)
@@ -268,5 +282,5 @@ def evaluate_saved(store: Store, target: str, blind: bool = False, splits: str |
         prefix = "blind/" if blind else "rescored/"
         client = store.client()
         log_batch(client, run_id, metrics={prefix + k: v for k, v in metrics.items()})
-        client.log_text(run_id, "".join(json.dumps(r) + "\n" for r in rows), f"{prefix}predictions.jsonl")
+        store.log_text(client, run_id, "".join(json.dumps(r) + "\n" for r in rows), f"{prefix}predictions.jsonl")
     return metrics, rows

@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import os
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
+
+from harness.errors import AblateError
 
 PARENT_TAG = "mlflow.parentRunId"
 PACKAGES = ("torch", "transformers", "lightning", "timm", "mlflow", "webdataset", "optuna", "pandas")
 MAX_PARAMS_PER_BATCH = 100  # MLflow's log_batch limit
 MAX_PARAM_LENGTH = 6000
+SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 
 
 @dataclass(frozen=True)
@@ -50,16 +55,92 @@ class Store:
     def locks(self) -> Path:
         return self.root / "locks"
 
+    def relative(self, path: Path) -> str:
+        """How a path inside the output folder is stored in MLflow: relative to the folder, so a moved or copied
+        folder keeps working; a path outside the folder stays absolute."""
+        path = Path(path).resolve()
+        root = self.root.resolve()
+        return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+    def locate(self, stored: str, anchor: str = "checkpoints") -> Path:
+        """A path stored in MLflow, inside this output folder: relative ones (`checkpoints/KEY`) as they are; an
+        absolute one from an older run whose folder has moved since, re-rooted at its `checkpoints` or
+        `anchor` part, `checkpoints` or `mlartifacts` (so a copy of the folder reads and writes its own files, not
+        the original's)."""
+        path = Path(stored)
+        if not path.is_absolute():
+            return self.root / path
+        if path.is_relative_to(self.root.resolve()):
+            return path
+        if anchor in path.parts:
+            i = path.parts.index(anchor) if anchor == "mlartifacts" else len(path.parts) - 1 - path.parts[::-1].index(
+                anchor)  # mlartifacts/<experiment>/...: an experiment may be called "checkpoints" too
+            return self.root.joinpath(*path.parts[i:])
+        return path
+
+    def artifact_file(self, artifact_uri: str, name: str) -> Path | None:
+        """The local file of a run's artifact (also after the output folder moved), or None where the artifacts
+        are not local files (a tracking server)."""
+        parsed = urlparse(artifact_uri)
+        if parsed.scheme not in ("", "file"):
+            return None
+        path = self.locate(str(Path(unquote(parsed.path)) / name), "mlartifacts")
+        return path if path.is_file() else None
+
+    def log_text(self, client: MlflowClient, run_id: str, text: str, name: str) -> None:
+        """Write a run's text artifact: into this folder's `mlartifacts` when artifacts are local files (MLflow keeps
+        the absolute folder of when the experiment was created), through the tracking server otherwise."""
+        parsed = urlparse(client.get_run(run_id).info.artifact_uri)
+        if parsed.scheme not in ("", "file"):
+            client.log_text(run_id, text, name)
+            return
+        path = self.locate(unquote(parsed.path), "mlartifacts") / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
     def client(self) -> MlflowClient:
+        self.check_database()
         return MlflowClient(tracking_uri=self.tracking_uri)
 
     def exists(self) -> bool:
         return (self.root / "mlflow.db").is_file()
 
+    def check_database(self) -> None:
+        """An existing `mlflow.db` that is not an SQLite file is named as such, with how to recover."""
+        db = self.root / "mlflow.db"
+        if not db.is_file() or db.stat().st_size == 0:
+            return
+        with db.open("rb") as f:
+            if f.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC:
+                return
+        raise AblateError(
+            f"the MLflow store {db} is not a readable SQLite database (damaged or overwritten); move it aside "
+            f"(mv {db} {db}.damaged) and run again: finished runs are then retrained, and the artifacts under "
+            f"{self.root / 'mlartifacts'} stay where they are"
+        )
+
+    def check_writable(self) -> None:
+        """The output folder can be created and written, or one line says why not."""
+        existing = self.root
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise AblateError(f"cannot create the output folder {self.root}: {existing} is a file, not a folder; "
+                              "pass another folder with --out")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise AblateError(f"cannot create the output folder {self.root}: {existing} is not writable (read-only "
+                              "file system or permissions); pass a writable folder with --out")
+
     def create(self) -> MlflowClient:
         """Create the folder and the sqlite schema (idempotent). Call once, before starting workers."""
-        for folder in (self.root, self.cache, self.reports, self.locks):
-            folder.mkdir(parents=True, exist_ok=True)
+        self.check_writable()
+        self.check_database()
+        try:
+            for folder in (self.root, self.cache, self.reports, self.locks):
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise AblateError(f"cannot create the output folder {self.root}: {err.strerror}; pass a writable "
+                              "folder with --out") from None
         client = self.client()
         client.search_experiments(max_results=1)  # runs the schema migrations now, in this one process
         return client
@@ -101,7 +182,12 @@ def start_parent(client: MlflowClient, exp_id: str, grid_name: str, tags: dict[s
 def child_runs(client: MlflowClient, exp_id: str, parent_id: str) -> dict[str, Any]:
     """The grid's child runs keyed by their run key (config hash)."""
     runs = find_runs(client, exp_id, mlflow__parentRunId=parent_id)
-    return {r.data.tags.get("ablate.run_key"): r for r in runs}
+    newest: dict[str, Any] = {}
+    for r in runs:  # should two active runs share a key, the newest is the one that counts
+        key = r.data.tags.get("ablate.run_key")
+        if key not in newest or newest[key].info.start_time < r.info.start_time:
+            newest[key] = r
+    return newest
 
 
 def log_batch(
@@ -137,6 +223,11 @@ def log_metric_series(client: MlflowClient, run_id: str, series: list[tuple[str,
 def finish(client: MlflowClient, run_id: str, ok: bool = True) -> None:
     """Mark a run FINISHED or FAILED."""
     client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.FINISHED if ok else RunStatus.FAILED))
+
+
+def mark_killed(client: MlflowClient, run_id: str) -> None:
+    """Mark a run KILLED (interrupted by the user); the next `grid run` runs it again."""
+    client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.KILLED))
 
 
 @functools.cache

@@ -16,6 +16,8 @@ from harness.model.mllm import model_inputs
 if TYPE_CHECKING:  # the module itself runs without mlflow (benchmarks/gpu_check.py on a bare GPU machine)
     from mlflow.tracking import MlflowClient
 
+    from harness.progress import RunProgress
+
 
 def warmup_linear_decay(step: int, total: int, warmup_frac: float) -> float:
     """LR multiplier: linear warmup over the first `warmup_frac` of steps, then linear decay to 0 (the paper's)."""
@@ -97,3 +99,23 @@ class MlflowMetrics(L.Callback):
 
             log_metric_series(self.client, self.run_id, self.pending)
             self.pending = []
+
+
+class ProgressCallback(L.Callback):
+    """Feeds a RunProgress from one Lightning stage."""
+
+    def __init__(self, progress: RunProgress, stage: str, total: int) -> None:
+        self.progress, self.stage, self.total = progress, stage, total
+        self.samples, self.started = 0, time.perf_counter()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.progress.update(force=True, stage=self.stage, step=0, total=self.total)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not trainer.is_global_zero:
+            return
+        self.samples += batch["frames_mask"].shape[0]
+        elapsed = time.perf_counter() - self.started
+        self.progress.update(step=trainer.global_step, loss=float(outputs["loss"].detach()),
+                             samples_per_s=self.samples / max(elapsed, 1e-9),
+                             steps_per_s=trainer.global_step / max(elapsed, 1e-9))

@@ -9,20 +9,30 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.config.schema import STAGES
 from harness.evaluation.scoring import item_metric
+from harness.evaluation.splits import SPLITS
 from harness.experiment import Experiment
 from harness.tracking import Store
-from reports.plots import plot_overall
-from reports.runs import M, categories, load_grid_runs, load_predictions, paired_delta, splits, summarise, variant_order
+from reports.document import Document
+from reports.plots import plot_deltas, plot_heatmap, plot_loss_curves, plot_overall
+from reports.runs import (
+    M,
+    categories,
+    config_differences,
+    load_grid_runs,
+    load_predictions,
+    loss_curves,
+    paired_delta,
+    splits,
+    summarise,
+    variant_order,
+)
 from reports.stats import Delta, expected_direction, item_table, paired_bootstrap, verdict
 
-TITLES = {
-    "openvqa_image": "Open-VQA, image (the paper's Table 3 layout)",
-    "openvqa_image_10x": "Open-VQA, image, 10x split (more statistical power)",
-    "openvqa_video": "Open-VQA, video",
-    "mme": "MME-style yes/no pairs (score = acc + acc+, max 200 per subtask)",
-    "probes": "Instruction-following probes",
-}
+
+def _title(split: str) -> str:
+    return SPLITS[split].title if split in SPLITS else split
 
 
 def _mean(stats: pd.DataFrame, variant: str, digits: int = 1) -> str:
@@ -42,7 +52,7 @@ def _delta(runs: pd.DataFrame, metric: str, variant: str, baseline: str) -> str:
 
 
 def category_table(runs: pd.DataFrame, split: str, order: list[str], baseline: str, paper: dict[str, str],
-                   comparisons: Comparisons | None = None) -> str:
+                   comparisons: Comparisons | None = None) -> pd.DataFrame:
     """One row per variant: per category k/N (one seed) or mean % (several), overall %, Δ vs baseline."""
     cats = categories(runs, split)
     done = runs[runs["status"] == "FINISHED"]
@@ -68,10 +78,11 @@ def category_table(runs: pd.DataFrame, split: str, order: list[str], baseline: s
         if split.startswith("openvqa") and paper:
             row["paper"] = paper.get(variant, "")
         rows.append(row)
-    return pd.DataFrame(rows).to_markdown(index=False)
+    return pd.DataFrame(rows)
 
 
-def metric_table(runs: pd.DataFrame, metrics: list[str], order: list[str], baseline: str, digits: int = 1) -> str:
+def metric_table(runs: pd.DataFrame, metrics: list[str], order: list[str], baseline: str,
+                 digits: int = 1) -> pd.DataFrame:
     """One row per variant, one column per metric (mean ± std over seeds), Δ of the first metric."""
     stats = {metric: summarise(runs, metric, order) for metric in metrics}
     rows = []
@@ -81,14 +92,9 @@ def metric_table(runs: pd.DataFrame, metrics: list[str], order: list[str], basel
             row[metric.split("/", 2)[-1]] = _mean(stats[metric], variant, digits)
         row[f"Δ {metrics[0].split('/', 2)[-1]}"] = _delta(runs, metrics[0], variant, baseline)
         rows.append(row)
-    return pd.DataFrame(rows).to_markdown(index=False)
+    return pd.DataFrame(rows)
 
 
-# Which metrics of a non-category split a table shows, first one first (its Δ is reported).
-SPLIT_COLUMNS = {
-    "mme": ("score", "acc", "*/score"),
-    "probes": ("short_answer_words", "yes_no_compliance", "one_word_compliance", "caption_junk_rate"),
-}
 
 
 def _split_metrics(runs: pd.DataFrame, split: str) -> list[str]:
@@ -96,7 +102,7 @@ def _split_metrics(runs: pd.DataFrame, split: str) -> list[str]:
     names = [c[len(prefix):] for c in runs.columns if c.startswith(prefix) and runs[c].notna().any()]
     names = [n for n in names if not n.endswith(("/k", "/n"))]
     chosen: list[str] = []
-    for pattern in SPLIT_COLUMNS.get(split, ("*",)):
+    for pattern in (SPLITS[split].columns if split in SPLITS else ()) or ("*",):
         if pattern.startswith("*"):
             chosen += sorted(n for n in names if n.endswith(pattern[1:]) and n not in chosen)
         elif pattern in names:
@@ -125,9 +131,11 @@ class Comparisons:
         return self._deltas[(metric, variant)]
 
 
-def verdict_rows(runs: pd.DataFrame, order: list[str], baseline: str, comparisons: Comparisons) -> list[dict]:
+def verdict_rows(runs: pd.DataFrame, order: list[str], baseline: str, comparisons: Comparisons,
+                 split: str = "openvqa_image") -> list[dict]:
     """One row per variant that has a paper number or a declared mechanism: the measured difference on the
-    mechanism's metric and on the headline metric, each with its 95% paired-bootstrap interval, and the verdict."""
+    mechanism's metric and on the headline metric, each with its 95% paired-bootstrap interval, and the verdict.
+    `split` measures Open-VQA image metrics on another image split (e.g. the 10x one, same metrics, more items)."""
     first = runs.drop_duplicates("tags.ablate.variant").set_index("tags.ablate.variant")
 
     def tag(variant: str, name: str) -> str:
@@ -141,11 +149,12 @@ def verdict_rows(runs: pd.DataFrame, order: list[str], baseline: str, comparison
         mechanism = tag(variant, "mechanism") or HEADLINE
         if variant == baseline or not paper:
             continue
-        metric = item_metric(mechanism)
         expected = expected_direction(paper, base_paper, mechanism)
-        measured = comparisons.delta(mechanism, variant)
-        outcome = verdict(variant, mechanism, expected, measured).outcome if expected else "no paper direction"
-        head = comparisons.delta(HEADLINE, variant)
+        measured_as = mechanism.replace("openvqa_image/", f"{split}/", 1)
+        metric = item_metric(measured_as)
+        measured = comparisons.delta(measured_as, variant)
+        outcome = verdict(variant, measured_as, expected, measured).outcome if expected else "no paper direction"
+        head = comparisons.delta(HEADLINE.replace("openvqa_image/", f"{split}/", 1), variant)
         paper_delta = paper.get(HEADLINE, math.nan) - base_paper.get(HEADLINE, math.nan)
         rows.append({
             "variant": variant, "axis": tag(variant, "axis"),
@@ -160,8 +169,37 @@ def verdict_rows(runs: pd.DataFrame, order: list[str], baseline: str, comparison
     return rows
 
 
+# Characters of the tables that LaTeX needs spelt out (after escaping %, _, & and friends).
+LATEX_SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "—": "---", "→": r"$\rightarrow$", "≤": r"$\leq$",
+                 "≥": r"$\geq$"}
+
+
+def to_latex(frame: pd.DataFrame) -> str:
+    """A booktabs tabular of a report table: escaped for LaTeX, first column left, the others right-aligned."""
+    styler = frame.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
+    text = styler.to_latex(hrules=True, column_format="l" + "r" * (len(frame.columns) - 1))
+    for symbol, latex in LATEX_SYMBOLS.items():
+        text = text.replace(symbol, latex)
+    return text
+
+
+class TableFiles:
+    """Writes each report table as `<folder>/<name>.csv` and `.tex` (and hands the frame back)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.names = folder, []
+
+    def add(self, name: str, frame: pd.DataFrame) -> pd.DataFrame:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(self.folder / f"{name}.csv", index=False)
+        (self.folder / f"{name}.tex").write_text(to_latex(frame), encoding="utf-8")
+        self.names.append(name)
+        return frame
+
+
 def write_report(experiment: Experiment, store: Store) -> Path:
-    """Build the report for `experiment` from MLflow alone and write it to `<store>/reports/<name>.md`."""
+    """Build the report for `experiment` from MLflow alone: `<store>/reports/<name>.md`, a self-contained
+    `<name>.html` beside it, and every table as CSV and LaTeX in `<name>/`. Returns the markdown's path."""
     runs, parent = load_grid_runs(store, experiment.name)
     baseline = str(parent.get("tags.ablate.baseline") or experiment.baseline)
     preferred = str(parent.get("tags.ablate.variants") or "").split(",")
@@ -172,75 +210,120 @@ def write_report(experiment: Experiment, store: Store) -> Path:
     paper = {v: p.split(":", 1)[-1].strip() for v, p in paper.items() if p}
     seeds = parent.get("tags.ablate.seeds", "")
 
-    lines = [
-        f"# {experiment.name}: controlled comparison against `{baseline}`",
-        "",
-        experiment.description.strip(),
-        "",
-        f"- scale `{parent.get('tags.ablate.scale', experiment.scale)}`; seeds {seeds}; runs: "
+    doc = Document(f"{experiment.name}: controlled comparison against `{baseline}`")
+    doc.paragraph(experiment.description)
+    doc.bullets([
+        f"scale `{parent.get('tags.ablate.scale', experiment.scale)}`; seeds {seeds}; runs: "
         + ", ".join(f"{n} {s.lower()}" for s, n in sorted(status.items())),
-        f"- MLflow store `{store.tracking_uri}`, grid run `{parent['run_id']}`; code `{parent.get('tags.git.sha')}`",
-        f"- generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `ablate report {experiment.path}`",
-        "",
-        "Every variant differs from the baseline only in the keys listed at the end; budget, data order per seed "
+        f"MLflow store `{store.tracking_uri}`, grid run `{parent['run_id']}`; code `{parent.get('tags.git.sha')}`",
+        f"generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `ablate report {experiment.path}`",
+    ])
+    doc.paragraph(
+        "Every variant differs from the baseline only in the settings listed at the end; budget, data order per seed "
         "and evaluation are identical. Cells are k/N for one seed, mean over seeds otherwise (± sample std). "
         f"Δ is the paired difference from `{baseline}` in points, with a 95% interval from a paired bootstrap "
-        "over benchmark items and seeds. An answer counts when the judge decides it implies the reference.",
-    ]
+        "over benchmark items and seeds. An answer counts when the judge decides it implies the reference.")
     comparisons = Comparisons(load_predictions(store, runs), baseline)
+    tables = TableFiles(store.reports / experiment.name)
     verdicts = verdict_rows(runs, order, baseline, comparisons)
     if verdicts:
         counts = pd.Series([r["verdict"] for r in verdicts]).value_counts().to_dict()
-        lines += ["", "## Verdicts: does the miniature reproduce the paper's direction?", "",
-                  "Each ablation is judged on the metric where the paper's mechanism acts (declared in its variant "
-                  "file before any run). Δ is the variant minus the baseline, paired by benchmark item and seed; "
-                  "the 95% interval resamples seeds and items (paired bootstrap). *reproduced*: the interval "
-                  "excludes zero on the paper's side; *opposite*: on the other side; *inconclusive*: it contains "
-                  "zero.", "",
-                  "Summary: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())), "",
-                  pd.DataFrame(verdicts).to_markdown(index=False)]
+        doc.heading("Verdicts: does the miniature reproduce the paper's direction?")
+        doc.paragraph("Each ablation is judged on the metric where the paper's mechanism acts (declared in its "
+                      "variant file before any run). Δ is the variant minus the baseline, paired by benchmark item "
+                      "and seed; the 95% interval resamples seeds and items (paired bootstrap). *reproduced*: the "
+                      "interval excludes zero on the paper's side; *opposite*: on the other side; *inconclusive*: "
+                      "it contains zero.")
+        doc.paragraph("Summary: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+        doc.table(tables.add("verdicts", pd.DataFrame(verdicts)))
+    if len(order) > 1 and not comparisons.predictions.empty:
+        rows = []
+        for variant in order[1:] if order[0] == baseline else [v for v in order if v != baseline]:
+            d = comparisons.delta(HEADLINE, variant)
+            rows.append({"variant": variant, "axis": str(first.loc[variant].get("tags.ablate.axis") or ""),
+                         "delta": d.mean, "low": d.low, "high": d.high})
+        forest = plot_deltas(rows, baseline, "Open-VQA image accuracy", store.reports / f"{experiment.name}-deltas.png")
+        if forest is not None:
+            doc.image(forest, "difference from the baseline per variant, grouped by design axis")
     plot = plot_overall(runs, order, baseline, store.reports / f"{experiment.name}.png")
     if plot is not None:
-        lines += ["", f"![overall accuracy per variant]({plot.name})"]
+        doc.image(plot, "overall accuracy per variant")
     for split in splits(runs):
-        lines += ["", f"## {TITLES.get(split, split)}", ""]
+        doc.heading(_title(split))
         if categories(runs, split):
-            lines.append(category_table(runs, split, order, baseline, paper, comparisons))
+            doc.table(tables.add(split, category_table(runs, split, order, baseline, paper, comparisons)))
+            heat = _category_deltas(comparisons, split, categories(runs, split), order, baseline)
+            image = plot_heatmap(heat, baseline, f"{_title(split)}: Δ per category",
+                                 store.reports / f"{experiment.name}-{split}-heatmap.png")
+            if image is not None:
+                doc.image(image, f"category by variant differences from {baseline}, {split}")
         else:
             metrics = _split_metrics(runs, split)
             if metrics:
-                lines.append(metric_table(runs, metrics, order, baseline, digits=2 if split == "probes" else 1))
-    lines += ["", "## Cost", "", _cost_table(runs, order)]
-    lines += ["", "## What each variant changes", ""]
+                doc.table(tables.add(split, metric_table(runs, metrics, order, baseline,
+                                                         digits=2 if split == "probes" else 1)))
+    curves = loss_curves(store, runs)
+    axes_of = {v: str(first.loc[v].get("tags.ablate.axis") or "") for v in order}
+    image = plot_loss_curves({v: curves[v] for v in order if v in curves}, axes_of, baseline,
+                             store.reports / f"{experiment.name}-loss.png")
+    if image is not None:
+        doc.heading("Training loss")
+        doc.image(image, "training loss curves per design axis")
+    doc.heading("Cost")
+    doc.table(tables.add("cost", _cost_table(runs, order)))
+    doc.heading(f"What each variant changes against `{baseline}`")
+    doc.paragraph(f"Every resolved setting in which the variant's runs differ from `{baseline}`'s (from the runs' "
+                  "MLflow params), so a variant whose own delta sits on another parent shows that parent's change "
+                  "too.")
+    changes = []
     for variant in order:
         row = first.loc[variant]
         note = f" — paper: {row.get('tags.ablate.paper')}" if row.get("tags.ablate.paper") else ""
-        lines.append(f"- `{variant}` ({row.get('tags.ablate.axis', '')}): `{row.get('tags.ablate.delta', '{}')}`{note}")
-    failed = runs[runs["status"] == "FAILED"]
+        if variant == baseline:
+            changes.append(f"`{variant}` ({row.get('tags.ablate.axis', '')}): the baseline{note}")
+            continue
+        diff = config_differences(runs, variant, baseline)
+        listed = ", ".join(f"`{k}`: `{old}` → `{new}`" for k, (old, new) in diff.items()) or "nothing (same config)"
+        changes.append(f"`{variant}` ({row.get('tags.ablate.axis', '')}): {listed}{note}")
+    doc.bullets(changes)
+    failed = runs[runs["status"] != "FINISHED"]
     if not failed.empty:
-        lines += ["", "## Failed runs", ""]
-        for _, row in failed.iterrows():
-            error = row.get("tags.ablate.error", "")
-            lines.append(f"- `{row['tags.ablate.variant']}` seed {row.get('tags.ablate.seed')}: {error}")
+        doc.heading("Runs without results")
+        doc.bullets([f"`{row['tags.ablate.variant']}` seed {row.get('tags.ablate.seed')}: {row['status'].lower()}"
+                     + (f": {row.get('tags.ablate.error')}" if isinstance(row.get("tags.ablate.error"), str) else "")
+                     for _, row in failed.iterrows()])
+    doc.paragraph(f"Every table is also in `{tables.folder.name}/` as CSV and as a LaTeX (booktabs) tabular: "
+                  + ", ".join(f"`{name}`" for name in tables.names) + ".")
     path = store.reports / f"{experiment.name}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines).replace("\n\n\n", "\n\n") + "\n")
+    path.write_text(doc.markdown())
+    path.with_suffix(".html").write_text(doc.html(), encoding="utf-8")
     return path
 
 
-def _cost_table(runs: pd.DataFrame, order: list[str]) -> str:
+def _category_deltas(comparisons: Comparisons, split: str, cats: list[str], order: list[str],
+                     baseline: str) -> pd.DataFrame:
+    """Variant x category paired Δ (points) against the baseline; empty without per-item predictions."""
+    if comparisons.predictions.empty:
+        return pd.DataFrame()
+    variants = [v for v in order if v != baseline]
+    return pd.DataFrame([[comparisons.delta(f"{split}/{c}/acc", v).mean for c in cats] for v in variants],
+                        index=variants, columns=cats)
+
+
+def _cost_table(runs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     """Trainable parameters and wall-clock seconds per variant (mean over seeds)."""
     params = {label: summarise(runs, metric, order)["mean"]
               for label, metric in (("trainable params (M)", "params/finetune/trainable"),
                                     ("total params (M)", "params/total"))}
-    times = [summarise(runs, f"time/{s}_s", order)["mean"] for s in ("pretrain", "high_res", "finetune", "eval")]
+    times = [summarise(runs, f"time/{s}_s", order)["mean"] for s in (*STAGES, "eval")]
     rows = []
     for variant in order:
         row = {"variant": variant}
         for label, means in params.items():
             row[label] = "—" if pd.isna(means[variant]) else f"{means[variant] / 1e6:.2f}"
         seconds = [t[variant] for t in times]
-        row["train s"] = f"{sum(s for s in seconds[:3] if not pd.isna(s)):.0f}"
-        row["eval s"] = "—" if pd.isna(seconds[3]) else f"{seconds[3]:.0f}"
+        row["train s"] = f"{sum(s for s in seconds[:-1] if not pd.isna(s)):.0f}"
+        row["eval s"] = "—" if pd.isna(seconds[-1]) else f"{seconds[-1]:.0f}"
         rows.append(row)
-    return pd.DataFrame(rows).to_markdown(index=False)
+    return pd.DataFrame(rows)

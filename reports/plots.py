@@ -1,4 +1,5 @@
-"""Plots for reports: overall benchmark accuracy per variant, baseline marked, seeds as points."""
+"""Plots for reports: overall accuracy per variant (seeds as points), the deltas against the baseline with their
+95% intervals grouped by design axis, and a category x variant heatmap of deltas."""
 
 from __future__ import annotations
 
@@ -47,5 +48,91 @@ def plot_overall(runs: pd.DataFrame, order: list[str], baseline: str, path: Path
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_deltas(rows: list[dict], baseline: str, metric_label: str, path: Path) -> Path | None:
+    """One row per variant: the paired Δ against the baseline with its 95% interval, grouped by design axis.
+    `rows`: dicts with variant, axis, delta, low, high. Intervals that exclude zero are drawn dark."""
+    rows = [r for r in rows if pd.notna(r["delta"])]
+    if not rows:
+        return None
+    rows = sorted(rows, key=lambda r: (r["axis"], r["variant"]))
+    fig, ax = plt.subplots(figsize=(8.5, 0.42 * len(rows) + 1.6))
+    for i, r in enumerate(rows):
+        significant = pd.notna(r["low"]) and (r["low"] > 0 or r["high"] < 0)
+        colour = "#1f4e8c" if significant else "#9aaecb"
+        ax.plot([r["low"], r["high"]], [i, i], color=colour, linewidth=2.2)
+        ax.scatter([r["delta"]], [i], color=colour, s=28, zorder=3)
+        ax.text(max(r["high"], r["delta"]) + 0.6, i, f"{r['delta']:+.1f}", va="center", fontsize=8)
+    ax.axvline(0, color="#444444", linewidth=0.8)
+    labels = [f"{r['variant']}  ({r['axis']})" for r in rows]
+    ax.set_yticks(range(len(rows)), labels, fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"Δ {metric_label} vs {baseline} (points; bars: 95% interval)")
+    ax.set_title("Each variant minus the baseline, by design axis (dark: excludes 0)", fontsize=10)
+    low = min(r["low"] for r in rows if pd.notna(r["low"]))
+    high = max(r["high"] for r in rows if pd.notna(r["high"]))
+    ax.set_xlim(min(low, 0) - 2, max(high, 0) + 6)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_heatmap(deltas: pd.DataFrame, baseline: str, title: str, path: Path) -> Path | None:
+    """Category (columns) x variant (rows) heatmap of Δ in points against the baseline, values written in."""
+    if deltas.empty or deltas.isna().all().all():
+        return None
+    limit = max(5.0, float(deltas.abs().max().max()))
+    fig, ax = plt.subplots(figsize=(1.0 * len(deltas.columns) + 3.2, 0.45 * len(deltas.index) + 1.6))
+    image = ax.imshow(deltas.values.astype(float), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+    for i in range(len(deltas.index)):
+        for j in range(len(deltas.columns)):
+            value = deltas.iat[i, j]
+            if pd.notna(value):
+                ax.text(j, i, f"{value:+.0f}", ha="center", va="center", fontsize=8,
+                        color="white" if abs(value) > 0.6 * limit else "black")
+    ax.set_xticks(range(len(deltas.columns)), deltas.columns, fontsize=9)
+    ax.set_yticks(range(len(deltas.index)), deltas.index, fontsize=9)
+    fig.colorbar(image, ax=ax, label=f"Δ vs {baseline} (points)")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_loss_curves(curves: dict[str, pd.DataFrame], axes_of: dict[str, str], baseline: str,
+                     path: Path) -> Path | None:
+    """Training loss against step (all stages on one axis, mean over seeds), one panel per design axis with the
+    baseline drawn in every panel. `curves`: variant -> frame with columns step, loss."""
+    groups: dict[str, list[str]] = {}
+    for variant in curves:
+        if variant != baseline:
+            groups.setdefault(axes_of.get(variant, ""), []).append(variant)
+    if not groups or baseline not in curves:
+        return None
+    cols = min(3, len(groups))
+    rows = -(-len(groups) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.4 * rows), squeeze=False, sharey=True)
+    for ax, (axis, variants) in zip(axes.flat, sorted(groups.items()), strict=False):
+        for variant in [baseline, *variants]:
+            frame = curves[variant]
+            ax.plot(frame["step"], frame["loss"], linewidth=1.6 if variant == baseline else 1.1,
+                    color="#444444" if variant == baseline else None, label=variant)
+        ax.set_title(axis or "(no axis)", fontsize=10)
+        ax.set_xlabel("training step (all stages)")
+        ax.set_ylabel("training loss")
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(groups):]:
+        ax.axis("off")
+    fig.suptitle("Training loss per design axis (mean over seeds; baseline dark)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

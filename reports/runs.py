@@ -7,18 +7,22 @@ import math
 import mlflow
 import pandas as pd
 
+from harness.config.schema import STAGES
+from harness.data.scenes import IMAGE_CATEGORIES
 from harness.errors import AblateError
+from harness.evaluation.splits import SPLITS
 from harness.tracking import Store
 
 M = "metrics."
 # The paper's Table 3 column order; categories not listed here follow alphabetically.
-CATEGORY_ORDER = ["OCR", "Count", "Reason", "Place", "Color", "Spatial", "Action", "Others"]
+CATEGORY_ORDER = list(IMAGE_CATEGORIES)  # the paper's Table 3 order, as the world declares it
 
 
 def load_grid_runs(store: Store, grid: str) -> tuple[pd.DataFrame, pd.Series]:
     """The child runs of grid `grid` as last run (one row each) and the grid's parent run, via `search_runs`."""
     if not store.exists():
         raise AblateError(f"no MLflow store at {store.root}; run `ablate grid run` first or pass --out")
+    store.check_database()
     mlflow.set_tracking_uri(store.tracking_uri)
     if mlflow.get_experiment_by_name(grid) is None:
         raise AblateError(f"experiment '{grid}' has no runs in {store.root}; run `ablate grid run` on it first")
@@ -41,7 +45,7 @@ def load_grid_runs(store: Store, grid: str) -> tuple[pd.DataFrame, pd.Series]:
 def splits(runs: pd.DataFrame) -> list[str]:
     """Benchmark splits with metrics in these runs, e.g. ['openvqa_image', 'openvqa_video', 'mme', 'probes']."""
     found = {c[len(M):].split("/")[1] for c in _present(runs) if c.startswith(M + "eval/") and c.count("/") >= 2}
-    order = ["openvqa_image", "openvqa_image_10x", "openvqa_video", "mme", "probes"]
+    order = list(SPLITS)
     return sorted(found, key=lambda s: (order.index(s) if s in order else len(order), s))
 
 
@@ -62,6 +66,23 @@ def _present(runs: pd.DataFrame) -> list[str]:
 def variant_order(runs: pd.DataFrame, preferred: list[str]) -> list[str]:
     present = list(dict.fromkeys(runs["tags.ablate.variant"]))
     return [v for v in preferred if v in present] + sorted(set(present) - set(preferred))
+
+
+def config_differences(runs: pd.DataFrame, variant: str, baseline: str) -> dict[str, tuple[str, str]]:
+    """{config key: (baseline's value, variant's value)} for every resolved setting in which a variant's runs
+    differ from the reported baseline's, read from the runs' MLflow params (seed and labels left out)."""
+    def settings(name: str) -> dict[str, str]:
+        group = runs[runs["tags.ablate.variant"] == name]
+        if group.empty:
+            return {}
+        row = group.iloc[0]
+        return {c[len("params."):]: str(row[c]) for c in runs.columns
+                if c.startswith("params.") and isinstance(row[c], str)}
+
+    old, new = settings(baseline), settings(variant)
+    skip = {"seed", "variant", "scale"}
+    return {k: (old.get(k, "—"), new.get(k, "—")) for k in sorted(set(old) | set(new))
+            if k not in skip and old.get(k) != new.get(k)}
 
 
 def summarise(runs: pd.DataFrame, metric: str, order: list[str]) -> pd.DataFrame:
@@ -94,9 +115,10 @@ def paired_delta(runs: pd.DataFrame, metric: str, variant: str, baseline: str) -
     return float(diff.mean()), float(half)
 
 
-def load_predictions(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
-    """Every finished run's per-item prediction rows (its `predictions.jsonl` artifact), with `variant`, `seed`
-    and `run_id` columns; runs without the artifact are left out."""
+def load_predictions(store: Store, runs: pd.DataFrame, artifact: str = "predictions.jsonl") -> pd.DataFrame:
+    """Every finished run's per-item prediction rows (its `predictions.jsonl` artifact, or another one such as
+    `rescored/predictions.jsonl` from `ablate eval`), with `variant`, `seed` and `run_id` columns; runs without the
+    artifact are left out."""
     import json
     import os
     import tempfile
@@ -107,10 +129,12 @@ def load_predictions(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
     done = runs[runs["status"] == "FINISHED"]
     with tempfile.TemporaryDirectory() as tmp:
         for _, run in done.iterrows():
-            try:
-                path = client.download_artifacts(run["run_id"], "predictions.jsonl", tmp)
-            except Exception:  # a run from before predictions were logged, or a deleted artifact
-                continue
+            path = store.artifact_file(run.get("artifact_uri", ""), artifact)
+            if path is None:  # artifacts behind a tracking server
+                try:
+                    path = client.download_artifacts(run["run_id"], artifact, tmp)
+                except Exception:  # a run from before predictions were logged, or a deleted artifact
+                    continue
             with open(path, encoding="utf-8") as f:
                 rows = [json.loads(line) for line in f if line.strip()]
             frame = pd.DataFrame(rows)
@@ -118,3 +142,17 @@ def load_predictions(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
                                                                run.get("tags.ablate.seed"), run["run_id"])
             frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def loss_curves(store: Store, runs: pd.DataFrame, stages: tuple[str, ...] = STAGES) -> dict[str, pd.DataFrame]:
+    """Per variant: the training loss history of its finished runs (stages share one step axis), mean over seeds."""
+    client = store.client()
+    out: dict[str, pd.DataFrame] = {}
+    done = runs[runs["status"] == "FINISHED"]
+    for variant, group in done.groupby("tags.ablate.variant", sort=False):
+        points = [(m.step, m.value) for run_id in group["run_id"] for stage in stages
+                  for m in client.get_metric_history(run_id, f"train/{stage}/loss")]
+        if points:
+            frame = pd.DataFrame(points, columns=["step", "loss"]).groupby("step", as_index=False)["loss"].mean()
+            out[str(variant)] = frame.sort_values("step")
+    return out

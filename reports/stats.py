@@ -46,6 +46,8 @@ def item_table(predictions: pd.DataFrame, metric: ItemMetric) -> pd.DataFrame:
     """Per-item values of `metric`: rows variant x seed x item, column `value` (from prediction rows with a
     `variant` and `seed` column)."""
     rows = []
+    if "split" in predictions:  # only the metric's own split: a fraction of the rows to convert
+        predictions = predictions[predictions["split"] == metric.split]
     for (variant, seed), group in predictions.groupby(["variant", "seed"], sort=False):
         for item, value in metric.values(group.to_dict("records")).items():
             rows.append((variant, seed, item, value))

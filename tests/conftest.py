@@ -23,6 +23,32 @@ def tiny_store(tmp_path_factory):
     return store
 
 
+# Runs that test the machinery, not learning: random backbones (no zoo), a small world, a few steps, probes only.
+QUICK = {"model.llm.source": "random", "model.vision.weights": "random", "train.pretrain.steps": 4,
+         "train.high_res.steps": 0, "train.finetune.steps": 4, "eval.splits": "probes", "world.num_images": 48,
+         "world.num_noisy": 24, "world.num_videos": 16, "world.num_text": 32}
+
+
+@pytest.fixture()
+def quick() -> dict:
+    """The QUICK overrides (a copy a test may change)."""
+    return dict(QUICK)
+
+
+@pytest.fixture(scope="session")
+def quick_store(tmp_path_factory):
+    """An output folder whose small world is built (the QUICK runs' world), shared by the machinery tests; each
+    test uses its own experiment name in it."""
+    from harness.assets import prepare
+    from harness.config.resolve import resolve
+    from harness.tracking import Store
+
+    store = Store(tmp_path_factory.mktemp("quick-store"))
+    store.create()
+    prepare(resolve("lynx", "tiny", cli=QUICK).config, store)
+    return store
+
+
 @pytest.fixture(scope="session")
 def world(tmp_path_factory):
     """A small real world (48 images, 16 videos; seconds to build), shared by the data-path tests."""

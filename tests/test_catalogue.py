@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from harness.config.resolve import resolve
+from harness.config.schema import STAGES
 from harness.experiment import load_experiment
 from harness.model import apply_freeze_policy
-from harness.runner import STAGES, build_for, stage_image_size
+from harness.runner import build_for, stage_image_size
 from harness.tracking import Store
 from harness.variant import catalogue
 

@@ -98,6 +98,13 @@ def test_local_source_without_a_paths_entry_names_the_file(capsys, tmp_path, mon
     assert code == 2 and "needs an entry 'llm-instruct: /path/to/checkpoint' in the paths file" in err
 
 
+def test_report_on_a_corrupt_store_names_it_and_says_how_to_recover(capsys, tmp_path):
+    (tmp_path / "mlflow.db").write_bytes(b"\x00garbage" * 100)
+    code, _, err = run_cli(capsys, "--out", str(tmp_path), "report", str(REPO / "experiments/smoke.yaml"))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "is not a readable SQLite database" in err and "mv " in err and "artifacts" in err
+
+
 def test_report_without_store_is_a_clear_error(capsys, tmp_path):
     code, _, err = run_cli(capsys, "--out", str(tmp_path / "none"), "report", str(REPO / "experiments/smoke.yaml"))
     assert code == 2 and "no MLflow store" in err

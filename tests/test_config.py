@@ -90,6 +90,46 @@ def test_malformed_yaml_names_file_and_line(tmp_path):
         read_yaml(path)
 
 
+BOMB = "\n".join(["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"] + [
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi", strict=True)])
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
+    import tracemalloc
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(f"name: x\nbaseline: lynx\n{BOMB}\ndescription: *i\n")
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError, match=r"bomb\.yaml: refused: the YAML expands to more than .* aliases"):
+            read_yaml(path)
+        with pytest.raises(ConfigError, match="override 'description' refused: its YAML value expands"):
+            parse_overrides([f"description={{{BOMB.replace(chr(10), ', ')}, z: *i}}"])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20e6, f"{peak / 1e6:.1f} MB allocated while refusing a bomb"
+
+
+def test_yaml_deeper_or_larger_than_the_budget_is_refused(tmp_path):
+    from harness.config.files import MAX_BYTES
+
+    deep, big = tmp_path / "deep.yaml", tmp_path / "big.yaml"
+    deep.write_text("name: " + "[" * 200 + "]" * 200 + "\n")
+    big.write_text("name: x\ndescription: " + "y" * MAX_BYTES + "\n")
+    with pytest.raises(ConfigError, match=r"deep\.yaml: refused: the YAML (nested more than 64|nests too deeply)"):
+        read_yaml(deep)
+    with pytest.raises(ConfigError, match=r"big\.yaml: refused: the YAML is [\d,]+ bytes; at most 1,000,000"):
+        read_yaml(big)
+
+
+def test_a_repeated_key_is_refused_with_both_lines(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("name: x\nseeds: [0]\nbaseline: lynx\nseeds: [1]\n")
+    with pytest.raises(ConfigError, match=r"twice\.yaml: refused: the YAML repeats the key 'seeds' \(lines 2 and 4\)"):
+        read_yaml(path)
+
+
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="experiment file not found: .*nope.yaml"):
         read_yaml(tmp_path / "nope.yaml", "experiment file")
@@ -136,3 +176,32 @@ def test_a_stray_difference_is_refused():
     run = resolve("wo_adapter", cli={"train.batch_size": 3})
     with pytest.raises(ConfigError, match=r"differs from its baseline 'lynx' outside its delta at train\.batch_size"):
         verify_delta(run, resolve("lynx"))
+
+
+def test_re_pointing_a_local_name_or_replacing_its_weights_makes_a_new_run(tmp_path, monkeypatch):
+    import dataclasses
+    import shutil
+
+    from harness.assets import source_identity
+
+    for name, content in (("a", b"weights A" * 100), ("b", b"weights B" * 100)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.safetensors").write_bytes(content)
+        (tmp_path / name / "config.json").write_text('{"embed_dim": 64}')
+    paths = tmp_path / "paths.yaml"
+    monkeypatch.setenv("ABLATE_PATHS", str(paths))
+    run = resolve("lynx", cli={"model.vision.weights": "local:vit"})
+
+    def key_for(target: str) -> str:
+        paths.write_text(f"vit: {tmp_path / target}\n")
+        identity = source_identity(run.config)
+        assert identity["model.vision.weights"].startswith(str(tmp_path / target))
+        return dataclasses.replace(run, sources=tuple(identity.items())).key
+
+    first = key_for("a")
+    assert key_for("a") == first and first != run.hash
+    assert key_for("b") != first  # the same `local:vit`, another checkpoint
+    shutil.copytree(tmp_path / "a", tmp_path / "a-copy")
+    assert key_for("a-copy") == first  # the same weights in another folder: the same run
+    (tmp_path / "a" / "config.json").write_text('{"embed_dim": 32}')
+    assert key_for("a") != first  # the same folder, its files changed

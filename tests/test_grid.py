@@ -1,6 +1,8 @@
 """End to end on a real sqlite MLflow store: a smoke grid runs, re-runs skip, and the report reads it back."""
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import mlflow
@@ -81,6 +83,74 @@ def test_report_reads_the_grid_back(smoke):
     # One seed still gets an interval: the paired bootstrap resamples the 302 benchmark items.
     assert re.fullmatch(r"[+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\]", rows["wo_adapter"].split("|")[delta].strip())
     assert rows["lynx"].split("|")[2].strip().endswith("/53")  # one seed: OCR as k/N
+
+
+def test_report_lists_every_setting_that_differs_from_the_baseline(smoke):
+    experiment, store, _ = smoke
+    text = write_report(experiment, store).read_text()
+    section = text[text.index("## What each variant changes against `lynx`"):]
+    assert "`model.connector.kind`: `resampler` → `linear`" in section
+    assert "`model.adapter.kind`: `bottleneck` → `none`" in section
+
+
+def test_every_report_table_is_also_csv_and_booktabs_latex(smoke):
+    import pandas as pd
+
+    experiment, store, _ = smoke
+    write_report(experiment, store)
+    folder = store.reports / "smoke"
+    table = pd.read_csv(folder / "openvqa_image.csv")
+    assert list(table["variant"]) == ["lynx", "wo_adapter", "linear_projector"] and "overall %" in table
+    tex = (folder / "openvqa_image.tex").read_text()
+    assert tex.startswith("\\begin{tabular}{l") and "\\toprule" in tex and "\\bottomrule" in tex
+    assert "wo\\_adapter" in tex and "overall \\%" in tex and "Δ" not in tex and "$\\Delta$" in tex
+    assert {p.stem for p in folder.glob("*.tex")} == {p.stem for p in folder.glob("*.csv")} >= {"openvqa_image", "cost"}
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (.ci/run installs it)")
+def test_the_html_report_renders_in_a_real_browser(smoke, tmp_path):
+    experiment, store, _ = smoke
+    page = write_report(experiment, store).with_suffix(".html")
+    browser = ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0"]
+    shot = tmp_path / "report.png"
+    run = subprocess.run([*browser, "--window-size=1366,900", "--hide-scrollbars", f"--screenshot={shot}",
+                          page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 20_000, run.stderr[-2000:]  # a rendered page, not a blank one
+    dom = subprocess.run([*browser, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    console = [line for line in (run.stderr + dom.stderr).splitlines() if ":CONSOLE" in line]
+    assert not console, console  # no script error, no failed resource
+    html = dom.stdout
+    assert html.count('<table class="sortable">') >= 4
+    assert html.count('src="data:image/png;base64,') >= 3  # overall accuracy, deltas by axis, category heatmap
+    sections = re.findall(r'<h2 id="([^"]+)"', html)
+    assert sections and all(f'href="#{s}"' in html for s in sections)  # every section is in the contents
+    # A click on a column header sorts the table by it: numbers as numbers ("40.8 ± 0.8" reads as 40.8).
+    probe = tmp_path / "sorted.html"
+    probe.write_text(page.read_text().replace("</body>", """<script>
+      const table = Array.from(document.querySelectorAll("table.sortable")).find(
+        t => Array.from(t.tHead.rows[0].cells).some(c => c.textContent === "overall %"));
+      const head = Array.from(table.tHead.rows[0].cells).find(c => c.textContent === "overall %");
+      head.click();
+      document.title = Array.from(table.tBodies[0].rows).map(r => r.cells[head.cellIndex].textContent).join("|");
+      </script></body>"""))
+    clicked = subprocess.run([*browser, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    values = [float(v.split()[0]) for v in re.search(r"<title>([^<]*)</title>", clicked.stdout).group(1).split("|")]
+    assert len(values) == 3 and values == sorted(values), values
+
+
+def test_python_api_gives_the_reports_numbers_as_dataframes(smoke):
+    import reports
+
+    experiment, store, _ = smoke
+    study = reports.load(REPO / "experiments/smoke.yaml", out=store.root)
+    assert study.baseline == "lynx" and study.variants[0] == "lynx" and len(study.runs) == 3
+    assert {"variant", "seed", "status", "eval/openvqa_image/acc"} <= set(study.runs.columns)
+    assert set(study.predictions["variant"]) == {"lynx", "wo_adapter", "linear_projector"}
+    deltas = study.deltas("openvqa_image/acc").set_index("variant")
+    assert set(deltas.index) == {"wo_adapter", "linear_projector"} and (deltas["items"] == 302).all()
+    runs = study.runs.set_index("variant")["eval/openvqa_image/acc"]
+    assert deltas.loc["wo_adapter", "delta"] == pytest.approx(runs["wo_adapter"] - runs["lynx"], abs=1e-9)
+    assert deltas.loc["wo_adapter", "low"] <= deltas.loc["wo_adapter", "delta"] <= deltas.loc["wo_adapter", "high"]
 
 
 def test_changed_setting_is_a_new_run(smoke):

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import pytest
 
+from harness.components import JUDGES
 from harness.errors import RegistryError
-from harness.evaluation.judges import JUDGES, Judge, build_judge, detect_yes_no, normalise
+from harness.evaluation.judges import Judge, build_judge, detect_yes_no, normalise
 
 CASES = [
     # plain containment and normalisation

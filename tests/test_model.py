@@ -103,6 +103,9 @@ def test_vision_weights_from_a_file_and_from_a_zoo_folder(tmp_path):
     save_file(small.vit.state_dict(), folder / "model.safetensors")
     loaded = build_vision(VisionConfig(), str(folder))
     assert loaded.out_dim == 32 and len(loaded.vit.blocks) == 3 and torch.equal(loaded(x), small(x))
+    # The README's layout: the weight file is named, and the config.json beside it holds flat timm kwargs.
+    loaded = build_vision(VisionConfig(), str(folder / "model.safetensors"))
+    assert loaded.out_dim == 32 and len(loaded.vit.blocks) == 3 and torch.equal(loaded(x), small(x))
     # The zoo's layout: resolve_source gives the weight file; the config.json next to it has "create_model".
     zoo = {"create_model": {"model_name": spec["model"], "pretrained": False, "num_classes": 0, "img_size": 32,
                             "patch_size": 8, "embed_dim": 32, "depth": 3, "num_heads": 2, "dynamic_img_size": True},

@@ -55,10 +55,17 @@ class ResolvedRun:
     hash: str
     layers: tuple[Layer, ...]  # (source, flat overrides) in merge order
 
+    sources: tuple[tuple[str, str], ...] = ()  # (config key, "PATH @ FINGERPRINT") of local backbones
+
     @property
     def key(self) -> str:
-        """Stable identity of the run: config hash (the seed is part of the config)."""
-        return self.hash
+        """Stable identity of the run: the config hash (the seed is part of the config), and the content
+        fingerprint of its local backbones, so re-pointing a `local:` name to other weights or replacing a
+        checkpoint makes a new run, while moving the same weights elsewhere does not."""
+        if not self.sources:
+            return self.hash
+        contents = [(key, value.rsplit(" @ ", 1)[-1]) for key, value in self.sources]  # fingerprints, not paths
+        return hashlib.sha256(json.dumps([self.hash, *contents]).encode()).hexdigest()[:12]
 
 
 def list_scales() -> list[str]:
@@ -169,25 +176,25 @@ def changed_keys(run: ResolvedRun, baseline: ResolvedRun) -> list[str]:
 
 def check_consistency(config: RunConfig) -> None:
     """Rules that involve several keys or a component registry."""
-    from harness.evaluation import JUDGES  # deferred: these pull in torch
-    from harness.evaluation.benchmark import parse_splits
-    from harness.model import ADAPTERS, CONNECTORS, FUSIONS
+    from harness.components import COMPONENT_KEYS
+    from harness.evaluation.splits import parse_splits
 
     m, t = config.model, config.train
     try:
         parse_splits(config.eval.splits)  # an unknown split must fail now, not after training
     except AblateError as err:
         raise ConfigError(f"eval.splits: {err}") from None
-    for key, value, registry in (
-        ("model.connector.kind", m.connector.kind, CONNECTORS),
-        ("model.adapter.kind", m.adapter.kind, ADAPTERS),
-        ("model.fusion.kind", m.fusion.kind, FUSIONS),
-        ("eval.judge", config.eval.judge, JUDGES),
-    ):
+    flat = to_flat_dict(config)
+    for key, registry in COMPONENT_KEYS.items():
+        value = flat[key]
         if value not in registry:
             raise ConfigError(
                 f"{key}: unknown {registry.kind} '{value}'{did_you_mean(value, registry)}; known: {one_of(registry)}"
             )
+        if registry.origin(value).kind == "plugin":  # a broken plugin fails here, before anything is written
+            problem = registry.check(value)
+            if problem:
+                raise ConfigError(f"{key}: {problem}")
     rules = [
         (m.vision.width % m.vision.heads == 0, "model.vision.width must be divisible by model.vision.heads"),
         (m.vision.image_size % m.vision.patch_size == 0,
@@ -204,12 +211,14 @@ def check_consistency(config: RunConfig) -> None:
         (config.data.vqa_weight >= 0, "data.vqa_weight must not be negative"),
         (0 <= config.data.detailed_captions <= 1, "data.detailed_captions must be a share between 0 and 1"),
         (t.pretrain.steps + t.high_res.steps + t.finetune.steps >= 1, "the stages must train at least one step"),
-        (all(s.steps >= 0 for s in (t.pretrain, t.high_res, t.finetune)), "train.*.steps must not be negative"),
-        (all(0.0 <= s.warmup_frac < 1.0 for s in (t.pretrain, t.high_res, t.finetune)),
-         "train.*.warmup_frac must be in [0, 1)"),
-        (all(s.lr > 0 for s in (t.pretrain, t.high_res, t.finetune)), "train.*.lr must be positive"),
-        (t.batch_size >= 1, "train.batch_size must be at least 1"),
+        (t.batch_size >= 1, f"train.batch_size must be at least 1, got {t.batch_size}"),
     ]
+    for name, s in t.stages(active_only=False):
+        rules += [
+            (s.steps >= 0, f"train.{name}.steps must be 0 (skip the stage) or more, got {s.steps}"),
+            (0.0 <= s.warmup_frac < 1.0, f"train.{name}.warmup_frac must be in [0, 1), got {s.warmup_frac}"),
+            (s.lr > 0, f"train.{name}.lr must be positive, got {s.lr}"),
+        ]
     for ok, message in rules:
         if not ok:
             raise ConfigError(f"resolved config for variant '{config.variant}': {message}")

@@ -155,6 +155,14 @@ class TrainConfig:
     # them every step; stages where the encoder trains always compute them.
     feature_cache: bool = True
 
+    def stages(self, active_only: bool = True) -> list[tuple[str, StageConfig]]:
+        """(name, settings) of each stage in training order; by default only those with steps."""
+        return [(name, getattr(self, name)) for name in STAGES if not active_only or getattr(self, name).steps > 0]
+
+
+# The training stages in order, declared once: the StageConfig fields of TrainConfig.
+STAGES = ("pretrain", "high_res", "finetune")
+
 
 @dataclass
 class GenerationConfig:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import tarfile
 
-from harness.config.schema import DataConfig
+from harness.config.schema import STAGES, DataConfig
 from harness.errors import AblateError, one_of
 
-STAGES = ("pretrain", "high_res", "finetune")
 VIDEO_DATASETS = ("video_qa", "video_caption")
 SHARDS = "shards"  # the name of the real-shard dataset in a mixture
 

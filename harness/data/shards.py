@@ -100,6 +100,15 @@ def check_local_shard(shard: str) -> None:
     _CHECKED[(str(path), stat.st_size, stat.st_mtime_ns)] = None
 
 
+def check_shards(pattern: str) -> None:
+    """Every local shard of a `data.shards` pattern exists and is whole (checked before a grid writes anything)."""
+    for shard in expand_shards(pattern):
+        try:
+            check_local_shard(shard)
+        except AblateError as err:
+            raise AblateError(f"data.shards: {err}") from None
+
+
 def shard_reader(shards: list[str], shuffle_seed: int | None = None) -> wds.WebDataset:
     """A webdataset pipeline over `shards` (in order, or shuffled by `shuffle_seed`) whose errors are
     `AblateError`s naming the shard and the sample key (the last one read when the tar itself is damaged)."""

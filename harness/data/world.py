@@ -14,6 +14,7 @@ import functools
 import hashlib
 import io
 import json
+import logging
 import multiprocessing
 import os
 import random
@@ -315,8 +316,16 @@ def _write_world(cfg: WorldConfig, digest: str, folder: Path) -> None:
 
 
 def _consume(results, folder: Path, cfg: WorldConfig, writers, tasks, categories, texts) -> None:
-    """Write the samples of each finished job in order, and collect counts and the tokenizer's texts."""
-    for chunk in results:
+    """Write the samples of each finished job in order, and collect counts and the tokenizer's texts; a progress
+    line every `ABLATE_PROGRESS_EVERY` seconds (default 30)."""
+    jobs, every = len(_jobs(cfg)), float(os.environ.get("ABLATE_PROGRESS_EVERY", "30"))
+    started = shown = time.monotonic()
+    for done, chunk in enumerate(results, 1):
+        if time.monotonic() - shown >= every:
+            shown = time.monotonic()
+            left = (shown - started) / done * (jobs - done)
+            logging.getLogger("ablate").info("world: %d/%d chunks written, ETA %dm%02ds", done, jobs, left // 60,
+                                             left % 60)
         for dataset, sample in chunk:
             if dataset not in writers:
                 (folder / dataset).mkdir()

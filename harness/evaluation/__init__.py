@@ -4,12 +4,14 @@
 default, and `exact`); `scoring` turns rows into the paper's numbers (k/N per category, MME acc + acc+, probes).
 """
 
-from harness.evaluation.judges import JUDGES, Judge, build_judge, detect_yes_no, normalise
+from harness.components import JUDGES
+from harness.evaluation.judges import Judge, build_judge, detect_yes_no, normalise
 from harness.evaluation.scoring import format_category_table, item_metric, score_mme, score_openvqa, score_probes
+from harness.evaluation.splits import KNOWN_SPLITS, SPLITS, Split, parse_splits
 
 # The benchmark loop needs torch and the model; load it on first use, so scoring and judges stay light (variant
 # discovery checks metric names without importing torch).
-_BENCHMARK = ("KNOWN_SPLITS", "evaluate", "generation_config", "read_predictions", "rows_to_frame",
+_BENCHMARK = ("evaluate", "generation_config", "read_predictions", "rows_to_frame",
               "write_predictions")
 
 
@@ -24,7 +26,9 @@ def __getattr__(name: str):
 __all__ = [
     "JUDGES",
     "KNOWN_SPLITS",
+    "SPLITS",
     "Judge",
+    "Split",
     "build_judge",
     "detect_yes_no",
     "evaluate",
@@ -32,6 +36,7 @@ __all__ = [
     "generation_config",
     "item_metric",
     "normalise",
+    "parse_splits",
     "read_predictions",
     "rows_to_frame",
     "score_mme",

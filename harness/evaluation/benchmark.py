@@ -16,37 +16,21 @@ from typing import Any
 import torch
 
 from harness.config.schema import EvalConfig, GenerationConfig
-from harness.errors import AblateError, did_you_mean, one_of
+from harness.errors import AblateError, one_of
 from harness.evaluation.judges import Judge, build_judge, detect_yes_no, normalise
 from harness.evaluation.scoring import Row, score_mme, score_openvqa, score_probes
+from harness.evaluation.splits import KNOWN_SPLITS, get_split, parse_splits
 from harness.model.mllm import model_inputs
 from harness.placement import module_device, to_device
 
-KNOWN_SPLITS = ("openvqa_image", "openvqa_video", "openvqa_image_10x", "mme", "probes")
 ROW_FIELDS = ("keys", "split", "category", "question", "answer", "pair_id", "probe", "prediction", "correct")
 _LIST_FIELDS = ROW_FIELDS[:7]
 
 
 def generation_config(eval_cfg: EvalConfig, split: str) -> GenerationConfig:
-    """The decoding settings of a split: Open-VQA the paper's beams, MME `short`, probes `long`."""
-    if split.startswith("openvqa"):
-        return eval_cfg.openvqa
-    if split == "mme":
-        return eval_cfg.short
-    if split == "probes":
-        return eval_cfg.long
-    raise AblateError(f"unknown evaluation split '{split}'{did_you_mean(split, KNOWN_SPLITS)}; "
-                      f"known: {one_of(KNOWN_SPLITS)}")
-
-
-def parse_splits(splits: str | Iterable[str]) -> list[str]:
-    """'a, b' or ['a', 'b'] -> ['a', 'b'], each checked against the known split names."""
-    names = [s.strip() for s in (splits.split(",") if isinstance(splits, str) else splits) if s.strip()]
-    for name in names:
-        if name not in KNOWN_SPLITS:
-            raise AblateError(f"unknown evaluation split '{name}'{did_you_mean(name, KNOWN_SPLITS)}; "
-                              f"known: {one_of(KNOWN_SPLITS)}")
-    return names
+    """The decoding settings of a split, as its declaration names them (Open-VQA the paper's beams, MME `short`,
+    probes `long`)."""
+    return getattr(eval_cfg, get_split(split).generation)
 
 
 def _available(datamodule) -> list[str] | None:
@@ -69,7 +53,7 @@ def _batches(datamodule, split: str, batch_size: int, blind: bool) -> Iterator[d
 
 
 def _verdict(judge: Judge, row: Row) -> bool:
-    if row["split"] == "mme":  # MME is scored on the yes/no decision alone
+    if get_split(row["split"]).kind == "mme":  # MME is scored on the yes/no decision alone
         return detect_yes_no(row["prediction"], row["question"]) == normalise(row["answer"])
     return bool(judge(row["question"], row["prediction"], row["answer"]))
 
@@ -116,10 +100,11 @@ def evaluate(model, tokenizer, datamodule, eval_cfg: EvalConfig, judge: Judge | 
         for split in names:
             split_rows = predict_split(model, tokenizer, datamodule, split, eval_cfg, judge, blind)
             rows.extend(split_rows)
-            if split.startswith("openvqa"):
+            kind = get_split(split).kind
+            if kind == "openvqa":
                 metrics.update(score_openvqa(split_rows, split))
-            elif split == "mme":
-                metrics.update(score_mme(split_rows))
+            elif kind == "mme":
+                metrics.update(score_mme(split_rows, split))
             else:
                 metrics.update(score_probes(split_rows, junk_tokens))
     finally:

@@ -2,7 +2,7 @@
 
 The paper asked GPT-4 "does the answer PRED imply GT?". Offline we use a rule-based judge (`rules`, the default)
 that answers the same question with transparent, tested rules; `exact` (normalised exact match) is a strict
-control. Judges are built by name from `JUDGES` (`EvalConfig.judge`).
+control. Judges are built by name from `harness.components.JUDGES` (`EvalConfig.judge`).
 
 The `rules` judge, in order:
 1. Normalise both texts: lower case, accents and punctuation dropped (punctuation still ends a clause), articles
@@ -28,8 +28,6 @@ import re
 import unicodedata
 from typing import Protocol, runtime_checkable
 
-from harness.registry import Registry
-
 
 @runtime_checkable
 class Judge(Protocol):
@@ -38,7 +36,6 @@ class Judge(Protocol):
     def __call__(self, question: str, prediction: str, reference: str) -> bool: ...
 
 
-JUDGES: Registry[type] = Registry("judge")
 
 ARTICLES = frozenset({"a", "an", "the"})
 NUMBER_WORDS = {
@@ -237,7 +234,6 @@ def implies(question: str, prediction: str, reference: str) -> bool:
     return False
 
 
-@JUDGES.register("rules")
 class RuleJudge:
     """The default judge: normalisation, numbers, synonyms, yes/no detection, guarded whole-word containment."""
 
@@ -245,7 +241,6 @@ class RuleJudge:
         return implies(question, prediction, reference)
 
 
-@JUDGES.register("exact")
 class ExactJudge:
     """A strict control: the normalised prediction equals the normalised reference."""
 
@@ -256,4 +251,6 @@ class ExactJudge:
 
 def build_judge(name: str) -> Judge:
     """The judge registered under `name` (unknown names fail with the known ones and a suggestion)."""
+    from harness.components import JUDGES
+
     return JUDGES.get(name)()

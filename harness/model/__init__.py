@@ -1,9 +1,7 @@
 """The model: vision encoder, connector, fusion, LLM with adapters, and which of them train per stage."""
 
-from harness.model.adapters import ADAPTERS
-from harness.model.connectors import CONNECTORS
+from harness.components import ADAPTERS, CONNECTORS, FUSIONS
 from harness.model.freeze import apply_freeze_policy, format_freeze_table, parameter_report
-from harness.model.fusion import FUSIONS
 from harness.model.mllm import MultimodalLM, build_meta_model, build_model
 
 __all__ = [

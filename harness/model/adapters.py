@@ -1,11 +1,10 @@
 """Parameter-efficient tuning inside the LLM: Lynx's bottleneck adapters, LoRA (peft), or none.
 
-Each entry of `ADAPTERS` is a factory `(cfg: AdapterConfig, llm) -> nn.ModuleList` that inserts its adapters into
-`llm` in place and returns the modules holding their parameters (the freeze policy counts them as "adapters").
-A bottleneck adapter lives at `layer.adapter` (it moves, saves and loads with the LLM) and a forward hook on the
-layer rewrites the layer's output; LoRA is injected by peft into the attention projections, so the LLM stays a
-plain transformers model and its `generate` works unchanged.
-"""
+An adapter (`harness.components.ADAPTERS`) is a factory `(cfg: AdapterConfig, llm) -> nn.ModuleList` that inserts
+its adapters into `llm` in place and returns the modules holding their parameters (the freeze policy counts them as
+"adapters"). A bottleneck adapter lives at `layer.adapter` (it moves, saves and loads with the LLM) and a forward
+hook on the layer rewrites the layer's output; LoRA is injected by peft into the attention projections, so the LLM
+stays a plain transformers model and its `generate` works unchanged."""
 
 from __future__ import annotations
 
@@ -16,9 +15,7 @@ from transformers import PreTrainedModel
 from harness.config.schema import AdapterConfig
 from harness.errors import AblateError
 from harness.model.llm import decoder_layers
-from harness.registry import Registry
 
-ADAPTERS: Registry = Registry("adapter")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
@@ -47,7 +44,6 @@ def _adapter_hook(layer: nn.Module, args: tuple, output):
     return layer.adapter(output)
 
 
-@ADAPTERS.register("bottleneck")
 def bottleneck(cfg: AdapterConfig, llm: PreTrainedModel) -> nn.ModuleList:
     """Insert a bottleneck adapter after blocks i with (i + 1) % every == 0 (every=2: blocks 1, 3, 5, ...)."""
     inserted = nn.ModuleList()
@@ -63,7 +59,6 @@ def bottleneck(cfg: AdapterConfig, llm: PreTrainedModel) -> nn.ModuleList:
     return inserted
 
 
-@ADAPTERS.register("lora")
 def lora(cfg: AdapterConfig, llm: PreTrainedModel) -> nn.ModuleList:
     """LoRA (rank cfg.lora_rank, alpha cfg.lora_alpha) on the q/k/v/o attention projections, via peft."""
     from peft import LoraConfig, inject_adapter_in_model
@@ -78,7 +73,6 @@ def lora(cfg: AdapterConfig, llm: PreTrainedModel) -> nn.ModuleList:
     return nn.ModuleList(m for layer in layers for m in (layer.lora_A, layer.lora_B))
 
 
-@ADAPTERS.register("none")
 def none(cfg: AdapterConfig, llm: PreTrainedModel) -> nn.ModuleList:
     """No adapters."""
     return nn.ModuleList()

@@ -1,8 +1,8 @@
 """Connectors: vision tokens [B, N, vision_dim] + mask [B, N] -> LLM-width visual tokens [B, Q, llm_dim] + mask.
 
-Each entry of `CONNECTORS` is a factory `(cfg: ConnectorConfig, vision_dim, llm_dim) -> nn.Module` whose forward
-is `(x, mask) -> (tokens, mask)`; mask True = a real token (False: a padding frame or a text-only row).
-"""
+A connector (`harness.components.CONNECTORS`) is a factory `(cfg: ConnectorConfig, vision_dim, llm_dim) ->
+nn.Module` whose forward is `(x, mask) -> (tokens, mask)`; mask True = a real token (False: a padding frame or a
+text-only row)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.config.schema import ConnectorConfig
-from harness.registry import Registry
-
-CONNECTORS: Registry = Registry("connector")
 
 
 def key_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -89,19 +86,16 @@ class PerToken(nn.Module):
         return self.net(x), mask
 
 
-@CONNECTORS.register("resampler")
 def resampler(cfg: ConnectorConfig, vision_dim: int, llm_dim: int) -> nn.Module:
     """Lynx's resampler: Q = cfg.num_queries visual tokens."""
     return Resampler(cfg, vision_dim, llm_dim)
 
 
-@CONNECTORS.register("linear")
 def linear(cfg: ConnectorConfig, vision_dim: int, llm_dim: int) -> nn.Module:
     """One Linear applied to every vision token: Q = N."""
     return PerToken(nn.Linear(vision_dim, llm_dim))
 
 
-@CONNECTORS.register("mlp")
 def mlp(cfg: ConnectorConfig, vision_dim: int, llm_dim: int) -> nn.Module:
     """LLaVA-1.5's two-layer GELU MLP on every vision token: Q = N."""
     return PerToken(nn.Sequential(nn.Linear(vision_dim, llm_dim), nn.GELU(), nn.Linear(llm_dim, llm_dim)))

@@ -1,6 +1,6 @@
 """Fusion: how the visual tokens [B, Q, D] (+ mask [B, Q]) enter the LLM.
 
-Each entry of `FUSIONS` is a factory `(cfg: FusionConfig, llm) -> nn.Module` with
+Each entry of `harness.components.FUSIONS` is a factory `(cfg: FusionConfig, llm) -> nn.Module` with
 - `inputs(visual, vmask, embeds, mask, left_padded) -> (embeds, mask)`: the LLM's input embeddings and mask;
 - `attach(visual, vmask)`: a context manager that makes the visual tokens available inside the LLM.
 `prefix` (Lynx) prepends the visual tokens; `cross_attn` (Flamingo) inserts gated cross-attention blocks.
@@ -17,9 +17,6 @@ from torch import nn
 from harness.config.schema import FusionConfig
 from harness.model.connectors import CrossAttention, ffn
 from harness.model.llm import decoder_layers
-from harness.registry import Registry
-
-FUSIONS: Registry = Registry("fusion")
 
 
 class Prefix(nn.Module):
@@ -96,13 +93,11 @@ class CrossAttnFusion(nn.Module):
         return args, {**kwargs, "hidden_states": h}
 
 
-@FUSIONS.register("prefix")
 def prefix(cfg: FusionConfig, llm: nn.Module) -> nn.Module:
     """Lynx: visual tokens as a prefix of the text."""
     return Prefix()
 
 
-@FUSIONS.register("cross_attn")
 def cross_attn(cfg: FusionConfig, llm: nn.Module) -> nn.Module:
     """Flamingo: gated cross-attention to the visual tokens before every `cfg.every`-th decoder layer."""
     return CrossAttnFusion(cfg, llm)

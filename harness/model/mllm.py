@@ -13,10 +13,8 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from harness.components import ADAPTERS, CONNECTORS, FUSIONS
 from harness.config.schema import GenerationConfig, ModelConfig
-from harness.model.adapters import ADAPTERS
-from harness.model.connectors import CONNECTORS
-from harness.model.fusion import FUSIONS
 from harness.model.llm import build_llm, build_llm_shape
 from harness.model.vision import FrameEmbedding, VisionEncoder
 

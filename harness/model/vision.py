@@ -74,11 +74,16 @@ def read_spec(config: Path, default_name: str) -> tuple[str, dict]:
     return name, {k: v for k, v in spec.items() if k in TIMM_KWARGS}
 
 
+def describes_model(spec: object) -> bool:
+    """Whether a config.json says which ViT to build: the zoo's {"create_model": {...}} or flat timm kwargs."""
+    return isinstance(spec, dict) and (isinstance(spec.get("create_model"), dict) or bool(TIMM_KWARGS & set(spec)))
+
+
 def timm_spec(cfg: VisionConfig, weights: str) -> tuple[str, dict, Path | None]:
     """(timm model name, create_model kwargs, weight file or None) for a resolved `weights` source.
 
-    A folder's config.json (or the zoo's config.json with "create_model" next to a weight file) decides the
-    architecture; otherwise the config's sizes do.
+    A folder's config.json, or a config.json next to a weight file (the zoo's {"create_model": ...} or flat timm
+    kwargs, both layouts the README documents), decides the architecture; otherwise the config's sizes do.
     """
     kwargs = dict(img_size=cfg.image_size, patch_size=cfg.patch_size, embed_dim=cfg.width, depth=cfg.depth,
                   num_heads=cfg.heads)
@@ -93,8 +98,8 @@ def timm_spec(cfg: VisionConfig, weights: str) -> tuple[str, dict, Path | None]:
         return *read_spec(path / "config.json", cfg.model), path / "model.safetensors"
     if not path.is_file():
         raise AblateError(f"vision weights not found: {path} (model.vision.weights); nothing is downloaded")
-    sibling = path.parent / "config.json"
-    if sibling.is_file() and "create_model" in json.loads(sibling.read_text()):
+    sibling = path.parent / "config.json"  # the README's layout: a weight file with its config.json beside it
+    if sibling.is_file() and describes_model(json.loads(sibling.read_text())):
         return *read_spec(sibling, cfg.model), path
     return cfg.model, kwargs, path
 

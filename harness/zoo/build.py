@@ -80,8 +80,8 @@ def build_zoo(
     builders: dict[str, Callable[[Path], dict]] = {
         "llm-base": ctx.build_llm_base,
         "llm-instruct": ctx.build_llm_instruct,
-        "vit-large": lambda tmp: ctx.build_vit(tmp, spec.vision_large, offset=2),
-        "vit-small": lambda tmp: ctx.build_vit(tmp, spec.vision_small, offset=3),
+        "vit-large": lambda tmp: ctx.build_vit(tmp, spec.vision_large, offset=2, name="vit-large"),
+        "vit-small": lambda tmp: ctx.build_vit(tmp, spec.vision_small, offset=3, name="vit-small"),
     }
     results: dict[str, dict[str, Any]] = {}
     with _threads(spec.threads):
@@ -200,7 +200,7 @@ class _Context:
         held_blocks, held_dialogues = self._heldout()
         init_ppl = lm.perplexity(model, held_blocks)
         step_loss = lm.lm_step_loss(model, blocks, self.spec.batch_size, gen)
-        history = fit(model, step_loss, self.spec.lm_steps, self.spec.lr, bf16=self.bf16)
+        history = fit(model, step_loss, self.spec.lm_steps, self.spec.lr, bf16=self.bf16, name="llm-base")
         quality = {**self._lm_quality(model, held_blocks, held_dialogues), "init_ppl": init_ppl,
                    "train_tokens": float(blocks.numel())}
         self._save_lm(model, tmp)
@@ -221,11 +221,12 @@ class _Context:
         blocks = lm.pack(self.tok, self.texts, self.spec.seq_len)
         step_loss = lm.instruct_step_loss(model, examples, blocks, self.spec.batch_size, self.pad_id, gen)
         # Half the base's learning rate: tune the behaviour without overwriting what pretraining learned.
-        history = fit(model, step_loss, self.spec.instruct_steps, self.spec.lr / 2, bf16=self.bf16)
+        history = fit(model, step_loss, self.spec.instruct_steps, self.spec.lr / 2, bf16=self.bf16,
+                      name="llm-instruct")
         self._save_lm(model, tmp)
         return {"quality": self._lm_quality(model, held_blocks, held_dialogues), "history": history}
 
-    def build_vit(self, tmp: Path, vision, offset: int) -> dict:
+    def build_vit(self, tmp: Path, vision, offset: int, name: str = "vit") -> dict:
         gen = self._gen(offset)
         sizes = [vision.image_size] + ([vision.high_res_size] if self.spec.clip_high_res_every else [])
         train = clip.PairData(self.pairs, sizes, self.tok, self.pad_id)
@@ -234,7 +235,8 @@ class _Context:
         model = clip.Clip(vision, len(self.tok), self.spec.embed_dim, aux)
         step_loss = clip.clip_step_loss(model, train, self.spec.clip_batch_size, gen, self.spec.clip_high_res_every,
                                         self.spec.clip_aux_weight, EMPTY_IS_UNKNOWN)
-        history = fit(model, step_loss, self.spec.clip_steps, self.spec.clip_lr, weight_decay=0.05, bf16=self.bf16)
+        history = fit(model, step_loss, self.spec.clip_steps, self.spec.clip_lr, weight_decay=0.05, bf16=self.bf16,
+                      name=name)
         quality = {**clip.retrieval(model, held), "temperature": 1 / model.logit_scale.detach().exp().item()}
         quality |= clip.aux_accuracy(model, held, sizes[0])
         if len(sizes) > 1:

@@ -1,0 +1,142 @@
+"""Progress of long work: each run writes where it is to a small file, and the grid shows it.
+
+A run, in whatever worker process, keeps `locks/<run key>.progress.json` up to date (fed from Lightning by
+`harness.training.ProgressCallback`): stage, step of the stage's total, loss, samples/s, when it started. The grid
+process reads these files and shows one status line: on a terminal it rewrites that line in place every second; in
+a log or CI it prints it as a plain line every `ABLATE_PROGRESS_EVERY` seconds (default 30). The same files tell
+`ablate grid status` what a running run is doing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+WRITE_EVERY_S = 2.0  # a run rewrites its progress file at most this often
+
+
+def progress_file(locks: Path, key: str) -> Path:
+    return Path(locks) / f"{key}.progress.json"
+
+
+class RunProgress:
+    """Where one run is; `update(...)` rewrites its progress file (atomically, at most every WRITE_EVERY_S)."""
+
+    def __init__(self, locks: Path, key: str, label: str, stages: list[tuple[str, int]]) -> None:
+        self.path = progress_file(locks, key)
+        self.state: dict[str, Any] = {"run": label, "stages": stages, "stage": None, "step": 0, "total": 0,
+                                      "loss": None, "samples_per_s": None, "started": time.time(), "pid": os.getpid()}
+        self._written = 0.0
+
+    def update(self, force: bool = False, **values: Any) -> None:
+        self.state.update(values, updated=time.time())
+        if force or time.monotonic() - self._written >= WRITE_EVERY_S:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.state))
+            os.replace(tmp, self.path)
+            self._written = time.monotonic()
+
+    def close(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def read_progress(locks: Path, key: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(progress_file(locks, key).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds:
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
+        f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def describe(state: dict[str, Any]) -> str:
+    """'lynx seed 0: finetune 320/600, loss 1.234, 45 samples/s, stage ETA 1m10s'."""
+    if state.get("stage") is None:
+        return f"{state['run']}: preparing"
+    if state.get("stage") == "eval":
+        return f"{state['run']}: evaluating"
+    rate = state.get("steps_per_s") or 0
+    left = (state["total"] - state["step"]) / rate if rate else None
+    parts = [f"{state['run']}: {state['stage']} {state['step']}/{state['total']}"]
+    if state.get("loss") is not None:
+        parts.append(f"loss {state['loss']:.3f}")
+    if state.get("samples_per_s"):
+        parts.append(f"{state['samples_per_s']:.0f} samples/s")
+    parts.append(f"stage ETA {duration(left)}")
+    return ", ".join(parts)
+
+
+@dataclass
+class GridDisplay:
+    """The grid's status line: runs done of the total, an ETA from the runs finished so far, each running run."""
+
+    name: str
+    total: int
+    workers: int
+    locks: Path
+    stream: Any = field(default_factory=lambda: sys.stderr)
+    started: float = field(default_factory=time.monotonic)
+    done: int = 0  # finished before this invocation or now
+    finished_now: int = 0  # finished by this invocation: the ETA's basis
+    live: bool = field(init=False)
+    every: float = field(init=False)
+    _last: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.every = 1.0 if self.live else float(os.environ.get("ABLATE_PROGRESS_EVERY", "30"))
+        self._last = time.monotonic()
+
+    def line(self, running: list[str]) -> str:
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / self.finished_now * (self.total - self.done) if self.finished_now else None
+        states = [s for s in (read_progress(self.locks, key) for key in running) if s]
+        head = f"grid {self.name}: {self.done}/{self.total} done, {duration(elapsed)} so far, ETA {duration(eta)}"
+        return " | ".join([head, *map(describe, states)])
+
+    def finished(self) -> None:
+        self.done += 1
+        self.finished_now += 1
+
+    def follow(self, keys: list[str]) -> threading.Event:
+        """Tick in a background thread until the returned event is set; shows the runs of `keys` that are
+        running (those with a progress file)."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(0.5):
+                self.tick([k for k in keys if progress_file(self.locks, k).exists()])
+
+        threading.Thread(target=loop, daemon=True, name="grid-progress").start()
+        return stop
+
+    def tick(self, running: list[str], force: bool = False) -> None:
+        """Show the line if it is time (or `force`)."""
+        if not force and time.monotonic() - self._last < self.every:
+            return
+        self._last = time.monotonic()
+        text = self.line(running)
+        if self.live:
+            width = os.get_terminal_size(self.stream.fileno()).columns if hasattr(self.stream, "fileno") else 120
+            self.stream.write("\r\033[K" + text[: max(20, width - 1)])
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        """Before a normal log line on a terminal: wipe the status line so the two do not mix."""
+        if self.live:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
