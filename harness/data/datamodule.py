@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import sys
 import zlib
 from collections.abc import Iterator
 
@@ -147,9 +148,13 @@ class WorldDataModule(L.LightningDataModule):
         """Endless batches of a stage ("pretrain", "high_res", "finetune") at `image_size` (default: the
         datamodule's); the layout is `collate_train`'s."""
         dataset = _Mixed(self, stage, self.mixture(stage), image_size or self.image_size)
-        # One worker process reads, decodes and tokenizes the next batches while the model trains on this one.
+        # One worker process reads, decodes and tokenizes the next batches while the model trains on this one. It
+        # is forked on Linux even inside a spawned grid worker (which would otherwise spawn it too): it starts at
+        # once instead of re-importing torch, and it inherits the grid worker's Ctrl-C handling, so an interrupt
+        # ends it quietly instead of printing an import traceback.
         return DataLoader(dataset, batch_size=self.batch_size, collate_fn=self.collate_train,
-                          num_workers=DATA_WORKERS, prefetch_factor=4 if DATA_WORKERS else None)
+                          num_workers=DATA_WORKERS, prefetch_factor=4 if DATA_WORKERS else None,
+                          multiprocessing_context="fork" if DATA_WORKERS and sys.platform == "linux" else None)
 
     def train_dataloader(self) -> DataLoader:
         """Lightning's hook: the batches of `self.stage`."""
