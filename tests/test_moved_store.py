@@ -30,6 +30,7 @@ def test_a_moved_output_folder_keeps_its_checkpoints_and_artifacts(tmp_path, qui
     assert not (tmp_path / "first").exists()  # nothing was written to where the folder used to be
 
     run = moved.client().get_run(run_id)
+    assert any(k.startswith("rescored/eval/probes/") for k in run.data.metrics)  # logged to the run itself
     frame = pd.DataFrame([{"run_id": run_id, "status": run.info.status, "artifact_uri": run.info.artifact_uri,
                            "tags.ablate.variant": "lynx", "tags.ablate.seed": "0"}])
     predictions = load_predictions(moved, frame)
