@@ -20,7 +20,7 @@ BIN = VENV / "bin"
 STAMP = VENV / ".ablate-install-stamp"
 nox.options.sessions = ["tests"]
 DEMO_EXPERIMENT = "experiments/lynx_table3.yaml"
-DEMO_SCALE = "tiny"  # the largest scale whose Table 3 grid (world and zoo included) finishes in minutes here (12.5)
+DEMO_SCALE = "tiny"  # the largest scale whose Table 3 grid (world and zoo included) finishes in minutes here (8.8)
 DEMO_SEEDS = "0,1"  # two seeds, so the report's intervals include seed-to-seed variation
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MLFLOW_TRACKING_URI": ""}
 
