@@ -4,7 +4,7 @@ A run, in whatever worker process, keeps `locks/<run key>.progress.json` up to d
 `harness.training.ProgressCallback`): stage, step of the stage's total, loss, samples/s, when it started. The grid
 process reads these files and shows one status line: on a terminal it rewrites that line in place every second; in
 a log or CI it prints it as a plain line every `ABLATE_PROGRESS_EVERY` seconds (default 30). The same files tell
-`ablate grid status` what a running run is doing.
+`ablate grid status` what a running run is doing. `ProgressLine` shows the world and zoo builds the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +19,50 @@ from pathlib import Path
 from typing import Any
 
 WRITE_EVERY_S = 2.0  # a run rewrites its progress file at most this often
+
+
+def _live(stream) -> bool:
+    """Rewrite a line in place only on a terminal, and only from the main process: parallel workers (two zoo
+    chains, grid workers) would overwrite each other's line, so they print plain lines."""
+    import multiprocessing
+
+    return bool(getattr(stream, "isatty", lambda: False)()) and multiprocessing.parent_process() is None
+
+
+def every_s(live: bool) -> float:
+    return 1.0 if live else float(os.environ.get("ABLATE_PROGRESS_EVERY", "30"))
+
+
+class ProgressLine:
+    """One progress line for long work (the world build, each zoo entry): rewritten in place every second on a
+    terminal, a plain log line every `ABLATE_PROGRESS_EVERY` seconds otherwise; `done/total` with an ETA."""
+
+    def __init__(self, what: str, total: int, stream: Any = None) -> None:
+        self.what, self.total = what, total
+        self.stream = stream or sys.stderr
+        self.live = _live(self.stream)
+        self.every = every_s(self.live)
+        self.started = self.shown = time.monotonic()
+
+    def update(self, done: int, detail: str = "") -> None:
+        now = time.monotonic()
+        if now - self.shown < self.every:
+            return
+        self.shown = now
+        left = (now - self.started) / max(done, 1) * (self.total - done)
+        text = f"{self.what}: {done}/{self.total}{', ' + detail if detail else ''}, ETA {duration(left)}"
+        if self.live:
+            self.stream.write("\r\033[K" + text)
+            self.stream.flush()
+        else:
+            import logging
+
+            logging.getLogger("ablate").info(text)
+
+    def close(self) -> None:
+        if self.live:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
 
 
 def progress_file(locks: Path, key: str) -> Path:
@@ -95,8 +139,8 @@ class GridDisplay:
     _last: float = 0.0
 
     def __post_init__(self) -> None:
-        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.every = 1.0 if self.live else float(os.environ.get("ABLATE_PROGRESS_EVERY", "30"))
+        self.live = _live(self.stream)
+        self.every = every_s(self.live)
         self._last = time.monotonic()
 
     def line(self, running: list[str]) -> str:

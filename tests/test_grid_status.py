@@ -47,3 +47,29 @@ def test_each_run_state_gets_its_line(tmp_path, capsys):
     assert "stale: RUNNING in MLflow but no process holds its lock" in out[4]
     assert out[5].startswith("wo_adapter seed 1") and out[5].endswith("pending")
     assert out[6] == "states: 1 done, 1 failed, 1 killed, 1 running, 1 stale, 1 pending"
+
+
+def test_a_progress_line_rewrites_itself_on_a_terminal_and_logs_plain_lines_elsewhere(monkeypatch, caplog):
+    import io
+    import logging
+
+    from harness.progress import ProgressLine
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    line = ProgressLine("zoo llm-base: step", 800, stream=terminal)
+    line.every = 0  # show every update
+    line.update(400, "loss 1.234")
+    line.close()
+    assert terminal.getvalue().startswith("\r\033[Kzoo llm-base: step: 400/800, loss 1.234, ETA ")
+    assert terminal.getvalue().endswith("\r\033[K")  # cleared, so the next log line starts clean
+
+    monkeypatch.setenv("ABLATE_PROGRESS_EVERY", "0")
+    log = io.StringIO()
+    with caplog.at_level(logging.INFO, logger="ablate"):
+        plain = ProgressLine("world: chunks written", 10, stream=log)
+        plain.update(5)
+    assert log.getvalue() == "" and "world: chunks written: 5/10, ETA" in caplog.text

@@ -14,7 +14,6 @@ import functools
 import hashlib
 import io
 import json
-import logging
 import multiprocessing
 import os
 import random
@@ -44,6 +43,7 @@ from harness.data.scenes import (
 from harness.data.shards import ShardWriter, iter_samples
 from harness.data.textgen import noisy_alt_text, text_document, text_instruction
 from harness.errors import AblateError, did_you_mean
+from harness.progress import ProgressLine
 
 # Bump whenever rendering, the sample layout or any generator changes: it is part of the cache hash.
 GENERATOR_VERSION = 5  # 4: 1 px glyphs, signs of 1-2 of 16 characters, bold local action cues, scene QA,
@@ -317,15 +317,10 @@ def _write_world(cfg: WorldConfig, digest: str, folder: Path) -> None:
 
 def _consume(results, folder: Path, cfg: WorldConfig, writers, tasks, categories, texts) -> None:
     """Write the samples of each finished job in order, and collect counts and the tokenizer's texts; a progress
-    line every `ABLATE_PROGRESS_EVERY` seconds (default 30)."""
-    jobs, every = len(_jobs(cfg)), float(os.environ.get("ABLATE_PROGRESS_EVERY", "30"))
-    started = shown = time.monotonic()
+    line (`harness.progress.ProgressLine`)."""
+    shown = ProgressLine("world: chunks written", len(_jobs(cfg)))
     for done, chunk in enumerate(results, 1):
-        if time.monotonic() - shown >= every:
-            shown = time.monotonic()
-            left = (shown - started) / done * (jobs - done)
-            logging.getLogger("ablate").info("world: %d/%d chunks written, ETA %dm%02ds", done, jobs, left // 60,
-                                             left % 60)
+        shown.update(done)
         for dataset, sample in chunk:
             if dataset not in writers:
                 (folder / dataset).mkdir()
@@ -337,6 +332,7 @@ def _consume(results, folder: Path, cfg: WorldConfig, writers, tasks, categories
             if "category" in meta:
                 categories[dataset][meta["category"]] += 1
             texts.extend(_texts_of(meta))
+    shown.close()
 
 
 def _texts_of(meta: dict) -> list[str]:

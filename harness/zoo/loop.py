@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
+
+from harness.progress import ProgressLine
 
 
 def autocast(device: torch.device, enabled: bool = True) -> torch.autocast:
@@ -30,7 +29,7 @@ def fit(
     name: str = "",
 ) -> list[tuple[int, float]]:
     """Train `model` for `steps` steps on `step_loss(step)`; return (step, loss) every `log_every` steps. With a
-    `name`, a progress line every `ABLATE_PROGRESS_EVERY` seconds (default 30): step, loss, ETA."""
+    `name`, a progress line (`harness.progress.ProgressLine`): step, loss, ETA."""
     device = next(model.parameters()).device
     # No weight decay on norms, biases and embeddings-like 1-d tensors (the usual transformer recipe).
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
@@ -50,8 +49,7 @@ def fit(
     model.train()
     history: list[tuple[int, float]] = []
     running = 0.0
-    every = float(os.environ.get("ABLATE_PROGRESS_EVERY", "30"))
-    started = shown = time.monotonic()
+    shown = ProgressLine(f"zoo {name}: step", steps) if name else None
     for step in range(steps):
         with autocast(device, bf16):
             loss = step_loss(step)
@@ -64,10 +62,9 @@ def fit(
         if (step + 1) % log_every == 0 or step == steps - 1:
             history.append((step + 1, running / ((step % log_every) + 1)))
             running = 0.0
-        if name and time.monotonic() - shown >= every:
-            shown = time.monotonic()
-            left = (shown - started) / (step + 1) * (steps - step - 1)
-            logging.getLogger("ablate").info("zoo %s: step %d/%d, loss %.3f, ETA %dm%02ds", name, step + 1, steps,
-                                             history[-1][1] if history else loss.item(), left // 60, left % 60)
+        if shown is not None:
+            shown.update(step + 1, f"loss {history[-1][1] if history else loss.item():.3f}")
+    if shown is not None:
+        shown.close()
     model.eval()
     return history
