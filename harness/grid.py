@@ -35,6 +35,7 @@ from harness.tracking import (
     find_runs,
     finish,
     mark_killed,
+    newest_by_key,
     provenance,
     start_parent,
 )
@@ -57,10 +58,6 @@ class GridOutcome:
     @property
     def ok(self) -> bool:
         return not self.failed
-
-
-def label(run: ResolvedRun) -> str:
-    return f"{run.variant.name} seed {run.config.seed}"
 
 
 @contextmanager
@@ -159,18 +156,18 @@ def _record(outcome: GridOutcome, run: ResolvedRun, result: tuple[str, dict[str,
     if status in ("done", "failed"):
         display.finished()
     if status == "done":
-        outcome.finished.append(label(run))
+        outcome.finished.append(run.label)
         scores = ", ".join(f"{name} {metrics[key]:.1f}%" for name, key in SUMMARY if key in metrics)
-        log.info("  done    %-28s %s", label(run), scores)
+        log.info("  done    %-28s %s", run.label, scores)
     elif status == "busy":
-        outcome.busy.append(label(run))
-        log.info("  busy    %-28s (running in another process)", label(run))
+        outcome.busy.append(run.label)
+        log.info("  busy    %-28s (running in another process)", run.label)
     elif status == "skipped":
-        outcome.skipped.append(label(run))
-        log.info("  skipped %-28s (%s)", label(run), reason)
+        outcome.skipped.append(run.label)
+        log.info("  skipped %-28s (%s)", run.label, reason)
     else:
-        outcome.failed[label(run)] = reason
-        log.info("  FAILED  %-28s %s", label(run), reason)
+        outcome.failed[run.label] = reason
+        log.info("  FAILED  %-28s %s", run.label, reason)
 
 
 def experiment_origin(experiment: Experiment) -> str:
@@ -199,22 +196,26 @@ def check_name_is_free(store: Store, experiment: Experiment, runs: list[Resolved
         )
 
 
+def identified(runs: list[ResolvedRun]) -> list[ResolvedRun]:
+    """The runs with what their local backbones resolve to, which is part of their key."""
+    from harness.assets import source_identity
+
+    return [dataclasses.replace(run, sources=tuple(source_identity(run.config).items())) for run in runs]
+
+
 def grid_status(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None) -> list[tuple[str, str]]:
     """(run label, state) for every run of the experiment: 'pending', 'running: finetune 320/600, ...',
     'done', 'failed: reason', 'killed', or 'stale: RUNNING in MLflow but no live process' after a crash."""
-    from harness.assets import source_identity
     from harness.progress import describe, read_progress
 
-    runs = [dataclasses.replace(r, sources=tuple(source_identity(r.config).items())) for r in experiment.expand(cli)]
+    runs = identified(experiment.expand(cli))
     children: dict[str, Any] = {}
     if store.exists():
         client = store.client()
         exp = client.get_experiment_by_name(experiment.name)
         if exp is not None:
-            for r in find_runs(client, exp.experiment_id, ablate__kind="run", ablate__grid=experiment.name):
-                key = r.data.tags.get("ablate.run_key")
-                if key not in children or children[key].info.start_time < r.info.start_time:
-                    children[key] = r
+            children = newest_by_key(find_runs(client, exp.experiment_id, ablate__kind="run",
+                                               ablate__grid=experiment.name))
     lines = []
     for run in runs:
         child = children.get(run.key)
@@ -233,7 +234,7 @@ def grid_status(experiment: Experiment, store: Store, cli: dict[str, Any] | None
                 state = f"running: {describe(progress).split(': ', 1)[1]}" if progress else "running"
             else:
                 state = "stale: RUNNING in MLflow but no process holds its lock (runs again on the next grid run)"
-        lines.append((label(run), state))
+        lines.append((run.label, state))
     return lines
 
 
@@ -255,12 +256,12 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
              retry_failed: bool = False) -> GridOutcome:
     """Resolve, then train and evaluate every missing run of `experiment` into `store`. Killed and stale runs run
     again; failed ones only with `retry_failed` (a failure usually needs a fix first)."""
-    from harness.assets import check_sources, source_identity
+    from harness.assets import check_sources
 
     runs = experiment.expand(cli)  # every config is validated before anything is written
     for run in runs:
         check_sources(run.config)
-    runs = [dataclasses.replace(run, sources=tuple(source_identity(run.config).items())) for run in runs]
+    runs = identified(runs)
     check_name_is_free(store, experiment, runs)
     client = store.create()
     exp_id = experiment_id(client, store, experiment.name)
@@ -280,19 +281,19 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
     for run in runs:
         previous = existing.get(run.key)
         if previous is not None and previous.info.status == "FINISHED":
-            outcome.skipped.append(label(run))
+            outcome.skipped.append(run.label)
             continue
         if previous is not None and previous.info.status == "FAILED" and not retry_failed:
-            outcome.failed[label(run)] = (f"failed before ({previous.data.tags.get('ablate.error', '?')[:300]}); "
+            outcome.failed[run.label] = (f"failed before ({previous.data.tags.get('ablate.error', '?')[:300]}); "
                                           "pass --retry-failed to run it again")
             continue
         with run_lock(store, run.key) as held:  # decide while no other process can start or finish it
             if not held:
-                outcome.busy.append(label(run))
+                outcome.busy.append(run.label)
                 continue
-            previous = child_runs(client, exp_id, parent_id).get(run.key)  # as of now, not as of the first look
+            previous = child_runs(client, exp_id, parent_id, run.key).get(run.key)  # now, not as of the first look
             if previous is not None and previous.info.status == "FINISHED":
-                outcome.skipped.append(label(run))
+                outcome.skipped.append(run.label)
                 continue
             retry_of = None
             if previous is not None and previous.info.status != "SCHEDULED":
@@ -321,8 +322,7 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
     workers = min(experiment.workers, len(todo)) or 1
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
     started = time.perf_counter()
-    display = GridDisplay(experiment.name, total=len(runs), workers=workers, locks=store.locks,
-                          done=len(outcome.skipped))
+    display = GridDisplay(experiment.name, total=len(runs), locks=store.locks, done=len(outcome.skipped))
     stop = display.follow([r.key for r, _ in todo])
     try:
         _run_all(todo, store, outcome, workers, threads, display)

@@ -14,7 +14,6 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,40 +28,58 @@ def _live(stream) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)()) and multiprocessing.parent_process() is None
 
 
-def every_s(live: bool) -> float:
-    return 1.0 if live else float(os.environ.get("ABLATE_PROGRESS_EVERY", "30"))
+class StatusLine:
+    """A throttled status line: rewritten in place (cut to the terminal's width) every second on a terminal, a
+    plain `ablate` log line every `ABLATE_PROGRESS_EVERY` seconds (default 30) otherwise."""
 
-
-class ProgressLine:
-    """One progress line for long work (the world build, each zoo entry): rewritten in place every second on a
-    terminal, a plain log line every `ABLATE_PROGRESS_EVERY` seconds otherwise; `done/total` with an ETA."""
-
-    def __init__(self, what: str, total: int, stream: Any = None) -> None:
-        self.what, self.total = what, total
+    def __init__(self, stream: Any = None) -> None:
         self.stream = stream or sys.stderr
         self.live = _live(self.stream)
-        self.every = every_s(self.live)
-        self.started = self.shown = time.monotonic()
+        self.every = 1.0 if self.live else float(os.environ.get("ABLATE_PROGRESS_EVERY", "30"))
+        self.started = self._shown = time.monotonic()
 
-    def update(self, done: int, detail: str = "") -> None:
+    def due(self) -> bool:
+        """Whether it is time to show the line again (and, if so, from now on it was shown)."""
         now = time.monotonic()
-        if now - self.shown < self.every:
-            return
-        self.shown = now
-        left = (now - self.started) / max(done, 1) * (self.total - done)
-        text = f"{self.what}: {done}/{self.total}{', ' + detail if detail else ''}, ETA {duration(left)}"
+        if now - self._shown < self.every:
+            return False
+        self._shown = now
+        return True
+
+    def show(self, text: str) -> None:
         if self.live:
-            self.stream.write("\r\033[K" + text)
+            try:
+                width = os.get_terminal_size(self.stream.fileno()).columns
+            except (AttributeError, OSError, ValueError):  # not a real terminal file (a test's stream)
+                width = 120
+            self.stream.write("\r\033[K" + text[: max(20, width - 1)])
             self.stream.flush()
         else:
             import logging
 
             logging.getLogger("ablate").info(text)
 
-    def close(self) -> None:
+    def clear(self) -> None:
+        """Before a normal log line on a terminal: wipe the status line so the two do not mix."""
         if self.live:
             self.stream.write("\r\033[K")
             self.stream.flush()
+
+
+class ProgressLine(StatusLine):
+    """`done/total` of long work (the world build, each zoo entry) with an ETA, on a StatusLine."""
+
+    def __init__(self, what: str, total: int, stream: Any = None) -> None:
+        super().__init__(stream)
+        self.what, self.total = what, total
+
+    def update(self, done: int, detail: str = "") -> None:
+        if self.due():
+            left = (time.monotonic() - self.started) / max(done, 1) * (self.total - done)
+            self.show(f"{self.what}: {done}/{self.total}{', ' + detail if detail else ''}, ETA {duration(left)}")
+
+    def close(self) -> None:
+        self.clear()
 
 
 def progress_file(locks: Path, key: str) -> Path:
@@ -122,29 +139,17 @@ def describe(state: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-@dataclass
 class GridDisplay:
     """The grid's status line: runs done of the total, an ETA from the runs finished so far, each running run."""
 
-    name: str
-    total: int
-    workers: int
-    locks: Path
-    stream: Any = field(default_factory=lambda: sys.stderr)
-    started: float = field(default_factory=time.monotonic)
-    done: int = 0  # finished before this invocation or now
-    finished_now: int = 0  # finished by this invocation: the ETA's basis
-    live: bool = field(init=False)
-    every: float = field(init=False)
-    _last: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.live = _live(self.stream)
-        self.every = every_s(self.live)
-        self._last = time.monotonic()
+    def __init__(self, name: str, total: int, locks: Path, done: int = 0, stream: Any = None) -> None:
+        self.name, self.total, self.locks = name, total, locks
+        self.done = done  # finished before this invocation or now
+        self.finished_now = 0  # finished by this invocation: the ETA's basis
+        self.status = StatusLine(stream)
 
     def line(self, running: list[str]) -> str:
-        elapsed = time.monotonic() - self.started
+        elapsed = time.monotonic() - self.status.started
         eta = elapsed / self.finished_now * (self.total - self.done) if self.finished_now else None
         states = [s for s in (read_progress(self.locks, key) for key in running) if s]
         head = f"grid {self.name}: {self.done}/{self.total} done, {duration(elapsed)} so far, ETA {duration(eta)}"
@@ -155,32 +160,17 @@ class GridDisplay:
         self.finished_now += 1
 
     def follow(self, keys: list[str]) -> threading.Event:
-        """Tick in a background thread until the returned event is set; shows the runs of `keys` that are
-        running (those with a progress file)."""
+        """Show the line in a background thread until the returned event is set; it names the runs of `keys`
+        that are running (those with a progress file)."""
         stop = threading.Event()
 
         def loop() -> None:
             while not stop.wait(0.5):
-                self.tick([k for k in keys if progress_file(self.locks, k).exists()])
+                if self.status.due():
+                    self.status.show(self.line([k for k in keys if progress_file(self.locks, k).exists()]))
 
         threading.Thread(target=loop, daemon=True, name="grid-progress").start()
         return stop
 
-    def tick(self, running: list[str], force: bool = False) -> None:
-        """Show the line if it is time (or `force`)."""
-        if not force and time.monotonic() - self._last < self.every:
-            return
-        self._last = time.monotonic()
-        text = self.line(running)
-        if self.live:
-            width = os.get_terminal_size(self.stream.fileno()).columns if hasattr(self.stream, "fileno") else 120
-            self.stream.write("\r\033[K" + text[: max(20, width - 1)])
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
     def clear(self) -> None:
-        """Before a normal log line on a terminal: wipe the status line so the two do not mix."""
-        if self.live:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+        self.status.clear()

@@ -78,11 +78,10 @@ def execute(store: Store, run_id: str, resolved: ResolvedRun, threads: int | Non
     """Train and evaluate one resolved config into MLflow run `run_id`; mark it FINISHED or FAILED."""
     client = store.client()
     client.update_run(run_id, status="RUNNING")
-    label = f"{resolved.variant.name} seed {resolved.config.seed}"
-    log.info("  start   %s", label)
+    log.info("  start   %s", resolved.label)
     store.locks.mkdir(parents=True, exist_ok=True)
     stages = [(name, stage.steps) for name, stage in resolved.config.train.stages()]
-    progress = RunProgress(store.locks, resolved.key, label, stages)
+    progress = RunProgress(store.locks, resolved.key, resolved.label, stages)
     progress.update(force=True)
     try:
         metrics = _train_and_evaluate(store, client, run_id, resolved, threads, progress)

@@ -63,40 +63,41 @@ class Store:
         return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
     def locate(self, stored: str, anchor: str = "checkpoints") -> Path:
-        """A path stored in MLflow, inside this output folder: relative ones (`checkpoints/KEY`) as they are; an
-        absolute one from an older run whose folder has moved since, re-rooted at its `checkpoints` or
-        `anchor` part, `checkpoints` or `mlartifacts` (so a copy of the folder reads and writes its own files, not
-        the original's)."""
+        """A path stored in MLflow, inside this output folder. A relative one (`checkpoints/KEY`) is taken as it
+        is; an absolute one from outside this folder (written before the folder was moved or copied) is re-rooted
+        at its `anchor` part, `checkpoints` or `mlartifacts`, so a copy reads and writes its own files."""
         path = Path(stored)
         if not path.is_absolute():
             return self.root / path
-        if path.is_relative_to(self.root.resolve()):
+        if path.is_relative_to(self.root.resolve()) or anchor not in path.parts:
             return path
-        if anchor in path.parts:
-            i = path.parts.index(anchor) if anchor == "mlartifacts" else len(path.parts) - 1 - path.parts[::-1].index(
-                anchor)  # mlartifacts/<experiment>/...: an experiment may be called "checkpoints" too
-            return self.root.joinpath(*path.parts[i:])
-        return path
+        parts = path.parts
+        # mlartifacts/<experiment>/...: the first one (an experiment may be called "checkpoints"); checkpoints/KEY:
+        # the last one (the output folder itself may sit below a folder of that name).
+        at = parts.index(anchor) if anchor == "mlartifacts" else len(parts) - 1 - parts[::-1].index(anchor)
+        return self.root.joinpath(*parts[at:])
+
+    def _artifact_dir(self, artifact_uri: str) -> Path | None:
+        """The local folder of a run's artifacts (re-rooted into this output folder), or None where artifacts are
+        not local files (a tracking server)."""
+        parsed = urlparse(artifact_uri)
+        return self.locate(unquote(parsed.path), "mlartifacts") if parsed.scheme in ("", "file") else None
 
     def artifact_file(self, artifact_uri: str, name: str) -> Path | None:
         """The local file of a run's artifact (also after the output folder moved), or None where the artifacts
-        are not local files (a tracking server)."""
-        parsed = urlparse(artifact_uri)
-        if parsed.scheme not in ("", "file"):
-            return None
-        path = self.locate(str(Path(unquote(parsed.path)) / name), "mlartifacts")
-        return path if path.is_file() else None
+        are not local files or the file is missing."""
+        folder = self._artifact_dir(artifact_uri)
+        return folder / name if folder is not None and (folder / name).is_file() else None
 
     def log_text(self, client: MlflowClient, run_id: str, text: str, name: str) -> None:
         """Write a run's text artifact: into this folder's `mlartifacts` when artifacts are local files (MLflow keeps
         the absolute folder of when the experiment was created), through the tracking server otherwise."""
-        parsed = urlparse(client.get_run(run_id).info.artifact_uri)
-        if parsed.scheme not in ("", "file"):
+        folder = self._artifact_dir(client.get_run(run_id).info.artifact_uri)
+        if folder is None:
             client.log_text(run_id, text, name)
             return
-        path = self.locate(unquote(parsed.path), "mlartifacts") / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text, encoding="utf-8")
 
     def client(self) -> MlflowClient:
         self.check_database()
@@ -179,15 +180,20 @@ def start_parent(client: MlflowClient, exp_id: str, grid_name: str, tags: dict[s
     return run_id
 
 
-def child_runs(client: MlflowClient, exp_id: str, parent_id: str) -> dict[str, Any]:
-    """The grid's child runs keyed by their run key (config hash)."""
-    runs = find_runs(client, exp_id, mlflow__parentRunId=parent_id)
+def newest_by_key(runs: list) -> dict[str, Any]:
+    """Runs keyed by their run key; should two active runs share a key, the newest is the one that counts."""
     newest: dict[str, Any] = {}
-    for r in runs:  # should two active runs share a key, the newest is the one that counts
+    for r in runs:
         key = r.data.tags.get("ablate.run_key")
         if key not in newest or newest[key].info.start_time < r.info.start_time:
             newest[key] = r
     return newest
+
+
+def child_runs(client: MlflowClient, exp_id: str, parent_id: str, key: str | None = None) -> dict[str, Any]:
+    """The grid's child runs keyed by their run key (config hash); only those of run `key` when given."""
+    tags = {"ablate__run_key": key} if key else {}
+    return newest_by_key(find_runs(client, exp_id, mlflow__parentRunId=parent_id, **tags))
 
 
 def log_batch(

@@ -208,6 +208,7 @@ def write_report(experiment: Experiment, store: Store) -> Path:
     first = runs.drop_duplicates("tags.ablate.variant").set_index("tags.ablate.variant")
     paper = {v: str(first.loc[v].get("tags.ablate.paper") or "") for v in order}
     paper = {v: p.split(":", 1)[-1].strip() for v, p in paper.items() if p}
+    axes_of = {v: str(first.loc[v].get("tags.ablate.axis") or "") for v in order}
     seeds = parent.get("tags.ablate.seeds", "")
 
     doc = Document(f"{experiment.name}: controlled comparison against `{baseline}`")
@@ -238,10 +239,9 @@ def write_report(experiment: Experiment, store: Store) -> Path:
         doc.table(tables.add("verdicts", pd.DataFrame(verdicts)))
     if len(order) > 1 and not comparisons.predictions.empty:
         rows = []
-        for variant in order[1:] if order[0] == baseline else [v for v in order if v != baseline]:
+        for variant in (v for v in order if v != baseline):
             d = comparisons.delta(HEADLINE, variant)
-            rows.append({"variant": variant, "axis": str(first.loc[variant].get("tags.ablate.axis") or ""),
-                         "delta": d.mean, "low": d.low, "high": d.high})
+            rows.append({"variant": variant, "axis": axes_of[variant], "delta": d.mean, "low": d.low, "high": d.high})
         forest = plot_deltas(rows, baseline, "Open-VQA image accuracy", store.reports / f"{experiment.name}-deltas.png")
         if forest is not None:
             doc.image(forest, "difference from the baseline per variant, grouped by design axis")
@@ -263,7 +263,6 @@ def write_report(experiment: Experiment, store: Store) -> Path:
                 doc.table(tables.add(split, metric_table(runs, metrics, order, baseline,
                                                          digits=2 if split == "probes" else 1)))
     curves = loss_curves(store, runs)
-    axes_of = {v: str(first.loc[v].get("tags.ablate.axis") or "") for v in order}
     image = plot_loss_curves({v: curves[v] for v in order if v in curves}, axes_of, baseline,
                              store.reports / f"{experiment.name}-loss.png")
     if image is not None:
@@ -280,11 +279,11 @@ def write_report(experiment: Experiment, store: Store) -> Path:
         row = first.loc[variant]
         note = f" — paper: {row.get('tags.ablate.paper')}" if row.get("tags.ablate.paper") else ""
         if variant == baseline:
-            changes.append(f"`{variant}` ({row.get('tags.ablate.axis', '')}): the baseline{note}")
+            changes.append(f"`{variant}` ({axes_of[variant]}): the baseline{note}")
             continue
         diff = config_differences(runs, variant, baseline)
         listed = ", ".join(f"`{k}`: `{old}` → `{new}`" for k, (old, new) in diff.items()) or "nothing (same config)"
-        changes.append(f"`{variant}` ({row.get('tags.ablate.axis', '')}): {listed}{note}")
+        changes.append(f"`{variant}` ({axes_of[variant]}): {listed}{note}")
     doc.bullets(changes)
     failed = runs[runs["status"] != "FINISHED"]
     if not failed.empty:

@@ -58,6 +58,11 @@ class ResolvedRun:
     sources: tuple[tuple[str, str], ...] = ()  # (config key, "PATH @ FINGERPRINT") of local backbones
 
     @property
+    def label(self) -> str:
+        """How logs and reports name the run: 'w_llama seed 1'."""
+        return f"{self.variant.name} seed {self.config.seed}"
+
+    @property
     def key(self) -> str:
         """Stable identity of the run: the config hash (the seed is part of the config), and the content
         fingerprint of its local backbones, so re-pointing a `local:` name to other weights or replacing a
