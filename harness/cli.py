@@ -111,8 +111,10 @@ def cmd_grid_run(args) -> int:
     experiment = load_experiment(args.experiment, scale=args.scale, workers=args.workers, seeds=args.seeds)
     outcome = run_grid(experiment, _store(args), parse_overrides(args.overrides), retry_failed=args.retry_failed)
     print(
-        f"{experiment.name}: {len(outcome.finished)} ran, {len(outcome.skipped)} skipped (already finished), "
-        f"{len(outcome.busy)} busy elsewhere, {len(outcome.failed)} failed; store: {args.out}"
+        f"{experiment.name}: {len(outcome.finished)} ran, "
+        + (f"{len(outcome.rescored)} scored again (evaluation changed), " if outcome.rescored else "")
+        + f"{len(outcome.skipped)} skipped (already finished), {len(outcome.busy)} busy elsewhere, "
+        f"{len(outcome.failed)} failed; store: {args.out}"
     )
     for name, reason in outcome.failed.items():
         print(f"  failed: {name}: {reason}", file=sys.stderr)
@@ -131,7 +133,8 @@ def cmd_run(args) -> int:
     experiment = Experiment(name=f"run-{args.variant}", path=Path(f"ablate run {args.variant}"), scale=scale,
                             baseline=args.variant, variants=(), seeds=(args.seed,))
     outcome = run_grid(experiment, _store(args), parse_overrides(args.overrides), retry_failed=args.retry_failed)
-    state = "failed" if outcome.failed else "skipped (already finished)" if outcome.skipped else "done"
+    state = ("failed" if outcome.failed else "scored again (evaluation settings changed; not retrained)"
+             if outcome.rescored else "skipped (already finished)" if outcome.skipped else "done")
     print(f"{args.variant} at {scale}, seed {args.seed}: {state}; MLflow experiment '{experiment.name}' in "
           f"{args.out} (`ablate ui` to browse)")
     for name, reason in outcome.failed.items():
@@ -248,9 +251,10 @@ def cmd_zoo_probe(args) -> int:
 
 def cmd_eval(args) -> int:
     from harness.evaluation import SPLITS, format_category_table
-    from harness.runner import evaluate_saved
+    from harness.rescore import evaluate_saved
 
-    metrics, rows = evaluate_saved(_store(args), args.target, blind=args.blind, splits=args.splits)
+    metrics, rows = evaluate_saved(_store(args), args.target, blind=args.blind, splits=args.splits,
+                                   judge=args.judge)
     for split in sorted({r["split"] for r in rows}):
         if SPLITS[split].kind == "openvqa":
             print(format_category_table(rows, split))
@@ -326,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("target", metavar="RUN_OR_CHECKPOINT")
     evaluate.add_argument("--blind", action="store_true", help="replace every image by a blank (the control)")
     evaluate.add_argument("--splits", default=None, help="comma-separated benchmark splits (default: the run's)")
+    evaluate.add_argument("--judge", default=None,
+                          help="judge the answers with this judge (`ablate components list`); alone, it re-judges "
+                               "the run's saved predictions without generating them again")
     evaluate.set_defaults(func=cmd_eval)
 
     quick = sub.add_parser("run", help="train and evaluate one variant, no experiment file (a re-run is skipped)")

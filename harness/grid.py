@@ -1,6 +1,7 @@
 """Run an experiment's grid: resolve every run first, then do only what is missing, in parallel workers.
 
-A grid is one MLflow parent run with one child per (variant, seed). On a re-run, a child that FINISHED is skipped;
+A grid is one MLflow parent run with one child per (variant, seed). On a re-run, a child that FINISHED is skipped,
+or re-scored without training when only the evaluation settings changed (`harness/rescore.py`);
 one that was killed (Ctrl-C, or `kill -9`: RUNNING with no process holding its lock) starts again in a fresh MLflow
 run, the old one going to MLflow's trash, so no metric step is logged twice; a failed one runs again only with
 `retry_failed`. A lock file per run key makes sure that two workers (or two `ablate grid run` processes on one
@@ -52,6 +53,7 @@ class GridOutcome:
     parent_run_id: str
     finished: list[str] = field(default_factory=list)  # run labels trained now
     skipped: list[str] = field(default_factory=list)  # already finished before
+    rescored: list[str] = field(default_factory=list)  # finished before, scored again under new eval settings
     busy: list[str] = field(default_factory=list)  # locked by another process
     failed: dict[str, str] = field(default_factory=dict)  # label -> reason
 
@@ -99,10 +101,17 @@ def _init_worker() -> None:
     signal.signal(signal.SIGINT, _on_sigint)
 
 
-def _work(root: str, run_id: str, run: ResolvedRun, threads: int | None) -> tuple[str, dict[str, Any] | None, str]:
-    """Worker entry point: ('done', metrics, '') | ('busy', None, '') | ('skipped', None, why) |
-    ('failed', None, reason)."""
+def scored_as_configured(child, run: ResolvedRun) -> bool:
+    """Whether a finished MLflow run was last evaluated with the settings `run` asks for."""
+    return child.data.tags.get("ablate.eval_key") == run.eval_key
+
+
+def _work(root: str, run_id: str, run: ResolvedRun, threads: int | None,
+          rescore_only: bool = False) -> tuple[str, dict[str, Any] | None, str]:
+    """Worker entry point: ('done', metrics, '') | ('rescored', metrics, how) | ('busy', None, '') |
+    ('skipped', None, why) | ('failed', None, reason)."""
     global _busy
+    from harness.rescore import rescore
     from harness.runner import execute
 
     if _stop:
@@ -115,10 +124,14 @@ def _work(root: str, run_id: str, run: ResolvedRun, threads: int | None) -> tupl
         if not held:
             return "busy", None, ""
         current = store.client().get_run(run_id)  # another process may have run it since the grid looked
-        if current.info.lifecycle_stage == "deleted" or current.info.status == "FINISHED":
+        if current.info.lifecycle_stage == "deleted" or (
+                current.info.status == "FINISHED" and (not rescore_only or scored_as_configured(current, run))):
             return "skipped", None, "finished or replaced by another process meanwhile"
         _busy = True
         try:
+            if rescore_only:
+                metrics, how = rescore(store, run_id, run, threads)
+                return "rescored", metrics, how
             return "done", execute(store, run_id, run, threads), ""
         except AblateError as err:
             return "failed", None, str(err)
@@ -153,12 +166,16 @@ def _record(outcome: GridOutcome, run: ResolvedRun, result: tuple[str, dict[str,
     """Add a finished worker's result to the outcome and print its line."""
     status, metrics, reason = result
     display.clear()
-    if status in ("done", "failed"):
+    if status in ("done", "rescored", "failed"):
         display.finished()
-    if status == "done":
-        outcome.finished.append(run.label)
+    if status in ("done", "rescored"):
         scores = ", ".join(f"{name} {metrics[key]:.1f}%" for name, key in SUMMARY if key in metrics)
-        log.info("  done    %-28s %s", run.label, scores)
+        if status == "done":
+            outcome.finished.append(run.label)
+            log.info("  done    %-28s %s", run.label, scores)
+        else:
+            outcome.rescored.append(run.label)
+            log.info("  scored  %-28s %s (%s; not retrained)", run.label, scores, reason)
     elif status == "busy":
         outcome.busy.append(run.label)
         log.info("  busy    %-28s (running in another process)", run.label)
@@ -223,7 +240,8 @@ def grid_status(experiment: Experiment, store: Store, cli: dict[str, Any] | None
         if status is None or status == "SCHEDULED":
             state = "pending"
         elif status == "FINISHED":
-            state = "done"
+            state = "done" if scored_as_configured(child, run) else \
+                "done (evaluation settings changed: the next grid run scores it again, without training)"
         elif status == "FAILED":
             state = f"failed: {child.data.tags.get('ablate.error', '')[:200]}"
         elif status == "KILLED":
@@ -277,10 +295,10 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
     })
     outcome = GridOutcome(parent_id)
     existing = child_runs(client, exp_id, parent_id)
-    todo: list[tuple[ResolvedRun, str]] = []
+    todo: list[tuple[ResolvedRun, str, bool]] = []  # (run, MLflow run id, score again only)
     for run in runs:
         previous = existing.get(run.key)
-        if previous is not None and previous.info.status == "FINISHED":
+        if previous is not None and previous.info.status == "FINISHED" and scored_as_configured(previous, run):
             outcome.skipped.append(run.label)
             continue
         if previous is not None and previous.info.status == "FAILED" and not retry_failed:
@@ -293,7 +311,10 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
                 continue
             previous = child_runs(client, exp_id, parent_id, run.key).get(run.key)  # now, not as of the first look
             if previous is not None and previous.info.status == "FINISHED":
-                outcome.skipped.append(run.label)
+                if scored_as_configured(previous, run):
+                    outcome.skipped.append(run.label)
+                else:  # trained already: only its evaluation settings changed
+                    todo.append((run, previous.info.run_id, True))
                 continue
             retry_of = None
             if previous is not None and previous.info.status != "SCHEDULED":
@@ -313,17 +334,20 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
                 }).info.run_id
                 client.update_run(run_id, status="SCHEDULED")
         progress_file(store.locks, run.key).unlink(missing_ok=True)  # a dead process's leftover
-        todo.append((run, run_id))
+        todo.append((run, run_id, False))
 
-    log.info("grid %s: %d runs, %d already finished, %d to run with %d worker(s)",
-             experiment.name, len(runs), len(outcome.skipped), len(todo), experiment.workers)
+    rescoring = sum(only for _, _, only in todo)
+    log.info("grid %s: %d runs, %d already finished, %d to run%s with %d worker(s)",
+             experiment.name, len(runs), len(outcome.skipped), len(todo) - rescoring,
+             f" and {rescoring} to score again (evaluation settings changed)" if rescoring else "",
+             experiment.workers)
     if todo:
-        prepare_assets([r for r, _ in todo], store, workers=max(2, experiment.workers))
+        prepare_assets([r for r, _, _ in todo], store, workers=max(2, experiment.workers))
     workers = min(experiment.workers, len(todo)) or 1
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
     started = time.perf_counter()
     display = GridDisplay(experiment.name, total=len(runs), locks=store.locks, done=len(outcome.skipped))
-    stop = display.follow([r.key for r, _ in todo])
+    stop = display.follow([r.key for r, _, _ in todo])
     try:
         _run_all(todo, store, outcome, workers, threads, display)
     except KeyboardInterrupt:
@@ -340,15 +364,16 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
     return outcome
 
 
-def _run_all(todo: list[tuple[ResolvedRun, str]], store: Store, outcome: GridOutcome, workers: int,
+def _run_all(todo: list[tuple[ResolvedRun, str, bool]], store: Store, outcome: GridOutcome, workers: int,
              threads: int | None, display: GridDisplay) -> None:
     if workers == 1:
-        for run, run_id in todo:
-            _record(outcome, run, _work(str(store.root), run_id, run, threads), display)
+        for run, run_id, only in todo:
+            _record(outcome, run, _work(str(store.root), run_id, run, threads, only), display)
         return
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_worker) as pool:
-        futures = {pool.submit(_work, str(store.root), run_id, run, threads): run for run, run_id in todo}
+        futures = {pool.submit(_work, str(store.root), run_id, run, threads, only): run
+                   for run, run_id, only in todo}
         try:
             for future in as_completed(futures):  # report each run as it ends, not when the grid does
                 try:

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from harness.components import plugin_tags
-from harness.config.resolve import ResolvedRun
+from harness.config.resolve import ResolvedRun, eval_settings, training_settings
 from harness.config.schema import RunConfig, StageConfig
 from harness.config.validate import to_flat_dict
 from harness.errors import AblateError
@@ -136,7 +136,7 @@ def _train_and_evaluate(
 
     assets, model_cfg, model = build_for(cfg, store)
     log_batch(
-        client, run_id, params=to_flat_dict(cfg),
+        client, run_id, params={**training_settings(cfg), "variant": cfg.variant, "scale": cfg.scale},
         tags={**run_tags(resolved), "ablate.world_hash": assets.world.manifest["hash"],
               "ablate.zoo": store.relative(assets.zoo_dir) if assets.zoo_dir else ""},
     )
@@ -190,11 +190,33 @@ def _train_and_evaluate(
     log_batch(client, run_id, tags={f"features.{k}": v[:5000] for k, v in feature_log.items()})
 
     progress.update(force=True, stage="eval")
-    eval_metrics, rows, seconds = run_benchmark(model, assets, data, cfg)
-    metrics |= eval_metrics | {"time/eval_s": seconds}
     log_batch(client, run_id, metrics=metrics, step=step_offset)
-    store.log_text(client, run_id, "".join(json.dumps(r) + "\n" for r in rows), "predictions.jsonl")
-    return metrics
+    eval_metrics, rows, seconds = run_benchmark(model, assets, data, cfg)
+    eval_metrics["time/eval_s"] = seconds
+    record_evaluation(store, client, run_id, resolved, eval_metrics, rows)
+    return metrics | eval_metrics
+
+
+def trained_steps(config: RunConfig) -> int:
+    """The run's last training step: where its evaluation metrics are logged."""
+    return sum(stage.steps for _, stage in config.train.stages())
+
+
+def record_evaluation(store: Store, client, run_id: str, resolved: ResolvedRun, metrics: dict[str, float],
+                      rows: list[dict]) -> None:
+    """Log one evaluation of a run: its metrics at the run's last training step (a later evaluation of the same
+    weights supersedes them there), its prediction rows as `predictions.jsonl` (the latest evaluation, which
+    reports read) and as `evals/<eval key>/predictions.jsonl` (every evaluation kept), and the tags naming it.
+    The tags go last: an evaluation that dies half-way leaves the old evaluation key, so the next grid run
+    scores the run again."""
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    store.log_text(client, run_id, text, f"evals/{resolved.eval_key}/predictions.jsonl")
+    store.log_text(client, run_id, text, "predictions.jsonl")
+    log_batch(client, run_id, metrics=metrics, step=trained_steps(resolved.config), tags={
+        "ablate.eval_key": resolved.eval_key,
+        "ablate.generation_key": resolved.generation_key,
+        "ablate.eval_config": json.dumps(eval_settings(resolved.config), sort_keys=True),
+    })
 
 
 def run_benchmark(model, assets, data, cfg: RunConfig, blind: bool = False) -> tuple[dict, list[dict], float]:
@@ -219,67 +241,3 @@ def save_checkpoint(model, cfg: RunConfig, trained: set[str], folder: Path) -> N
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(state, folder / "trainable.pt")
     (folder / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
-
-
-def load_saved(store: Store, target: str) -> tuple[RunConfig, Path, str | None]:
-    """A checkpoint folder, or an MLflow run id whose run saved one -> (config, folder, run id or None)."""
-    from harness.config.validate import build, check_layer, flatten
-
-    folder, run_id = Path(target), None
-    if not (folder / "config.yaml").is_file():
-        if not store.exists():
-            raise AblateError(f"{target}: not a checkpoint folder, and there is no MLflow store at {store.root}")
-        try:
-            run = store.client().get_run(target)
-        except Exception:
-            raise AblateError(
-                f"{target}: neither a checkpoint folder (with config.yaml and trainable.pt) nor a run id in "
-                f"{store.root}"
-            ) from None
-        run_id = target
-        stored = run.data.tags.get("ablate.checkpoint")
-        folder = store.locate(stored) if stored else Path("")
-        if not (folder / "config.yaml").is_file():
-            raise AblateError(f"run {target} has no saved checkpoint (it may have failed before training ended)")
-    if not (folder / "trainable.pt").is_file():
-        raise AblateError(f"{folder}: checkpoint folder without trainable.pt")
-    raw = yaml.safe_load((folder / "config.yaml").read_text())
-    labels = {k: raw.pop(k) for k in ("variant", "scale", "seed")}
-    config = build({**check_layer(flatten(raw), str(folder / "config.yaml")), **labels})
-    return config, folder, run_id
-
-
-def evaluate_saved(store: Store, target: str, blind: bool = False, splits: str | None = None) -> tuple[dict, list]:
-    """Rebuild a saved run's model, load its trained weights, score it; log to its MLflow run when there is one."""
-    import torch
-
-    from harness.data import WorldDataModule
-
-    quiet_libraries()
-    config, folder, run_id = load_saved(store, target)
-    if splits:
-        config = dataclasses.replace(config, eval=dataclasses.replace(config.eval, splits=splits))
-    from harness.model import apply_freeze_policy
-    from harness.placement import hold_frozen_in_training_dtype, run_device
-
-    assets, model_cfg, model = build_for(config, store)
-    state = torch.load(folder / "trainable.pt", map_location="cpu", weights_only=True)
-    missing = set(state) - set(model.state_dict())
-    if missing:
-        raise AblateError(f"{folder}/trainable.pt does not fit the model its config builds: {sorted(missing)[:3]}")
-    model.load_state_dict(state, strict=False)
-    stages = [stage for _, stage in config.train.stages()]
-    if stages:  # the dtypes the run's own benchmark saw: those of its last stage
-        apply_freeze_policy(model, model_cfg, stages[-1])
-        hold_frozen_in_training_dtype(model, config.train.precision)
-    model.to(run_device(config.train.accelerator))
-    data = WorldDataModule(assets.world, config.data, assets.tokenizer,
-                           image_size=stage_image_size(config, config.train.finetune),
-                           batch_size=config.train.batch_size, seed=config.seed)
-    metrics, rows, seconds = run_benchmark(model, assets, data, config, blind=blind)
-    if run_id is not None:
-        prefix = "blind/" if blind else "rescored/"
-        client = store.client()
-        log_batch(client, run_id, metrics={prefix + k: v for k, v in metrics.items()})
-        store.log_text(client, run_id, "".join(json.dumps(r) + "\n" for r in rows), f"{prefix}predictions.jsonl")
-    return metrics, rows

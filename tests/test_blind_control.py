@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.runner import evaluate_saved
+from harness.rescore import evaluate_saved
 from harness.tracking import Store
 
 

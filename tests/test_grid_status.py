@@ -29,7 +29,8 @@ def test_each_run_state_gets_its_line(tmp_path, capsys):
     for i, status in statuses.items():
         run_id = client.create_run(exp, tags={PARENT_TAG: parent, "ablate.run_key": runs[i].key,
                                               "ablate.kind": "run", "ablate.grid": "states",
-                                              "ablate.error": "ValueError: boom"}).info.run_id
+                                              "ablate.error": "ValueError: boom",
+                                              "ablate.eval_key": runs[i].eval_key}).info.run_id
         client.update_run(run_id, status=status)
     # Run 3 is alive: its worker holds the lock and writes progress. Run 4's process died (no lock held).
     progress = RunProgress(store.locks, runs[3].key, "w_llama seed 1", [("finetune", 600)])

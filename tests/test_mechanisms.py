@@ -53,7 +53,7 @@ def outcome(study, variant: str) -> tuple[str, str]:
 
 
 def test_the_baseline_learns_and_uses_the_image(study, tiny_store):
-    from harness.runner import evaluate_saved
+    from harness.rescore import evaluate_saved
 
     runs, _ = study
     lynx = runs[runs["tags.ablate.variant"] == "lynx"].sort_values("tags.ablate.seed")

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from harness.config.resolve import resolve
-from harness.runner import evaluate_saved, execute
+from harness.rescore import evaluate_saved
+from harness.runner import execute
 from harness.tracking import Store, experiment_id
 from reports.runs import load_predictions
 

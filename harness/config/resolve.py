@@ -26,6 +26,10 @@ from harness.variant import Variant, lineage
 
 SCALES_DIR = Path(__file__).resolve().parent.parent / "scales"
 LABEL_KEYS = ("variant", "scale")  # names, not settings: excluded from the config hash
+# How a trained model is scored, not what was trained: excluded from the run key, hashed into the evaluation key,
+# so changing them re-scores saved checkpoints instead of retraining (`harness/rescore.py`).
+EVAL_SECTION = "eval."
+JUDGE_KEY = "eval.judge"  # a judge change re-judges the saved predictions; every other eval key regenerates them
 PRESET_SECTIONS = {"config", "roles", "zoo"}
 
 Layer = tuple[str, dict[str, Any]]
@@ -48,7 +52,8 @@ class ScalePreset:
 
 @dataclass(frozen=True)
 class ResolvedRun:
-    """A validated run config with its identity (hash of every setting, the seed included)."""
+    """A validated run config with its identity: the hash of every training setting, the seed included (not the
+    evaluation settings, which have keys of their own)."""
 
     config: RunConfig
     variant: Variant
@@ -71,6 +76,17 @@ class ResolvedRun:
             return self.hash
         contents = [(key, value.rsplit(" @ ", 1)[-1]) for key, value in self.sources]  # fingerprints, not paths
         return hashlib.sha256(json.dumps([self.hash, *contents]).encode()).hexdigest()[:12]
+
+    @property
+    def eval_key(self) -> str:
+        """Identity of how the run is scored: every `eval.*` setting."""
+        return eval_hash(self.config)
+
+    @property
+    def generation_key(self) -> str:
+        """Identity of what the model is asked and how it decodes: the `eval.*` settings but the judge. Runs with
+        the same one have the same predictions, whatever judge scores them."""
+        return eval_hash(self.config, judge=False)
 
 
 def list_scales() -> list[str]:
@@ -100,11 +116,30 @@ def load_scale(scale: str) -> ScalePreset:
     return ScalePreset(scale, source, config, roles, dict(raw.get("zoo") or {}))
 
 
+def _digest(flat: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def training_settings(config: RunConfig) -> dict[str, Any]:
+    """The flat settings that determine the trained weights: all but the labels and the evaluation settings."""
+    return {k: v for k, v in to_flat_dict(config).items() if k not in LABEL_KEYS and not k.startswith(EVAL_SECTION)}
+
+
+def eval_settings(config: RunConfig, judge: bool = True) -> dict[str, Any]:
+    """The flat `eval.*` settings (without `eval.judge` when `judge` is False)."""
+    return {k: v for k, v in to_flat_dict(config).items()
+            if k.startswith(EVAL_SECTION) and (judge or k != JUDGE_KEY)}
+
+
 def config_hash(config: RunConfig) -> str:
-    """12 hex digits identifying every setting of a run, including the seed but not its labels."""
-    flat = {k: v for k, v in to_flat_dict(config).items() if k not in LABEL_KEYS}
-    payload = json.dumps(flat, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+    """12 hex digits identifying what a run trains: every setting, the seed included, but not its labels and not
+    how it is evaluated."""
+    return _digest(training_settings(config))
+
+
+def eval_hash(config: RunConfig, judge: bool = True) -> str:
+    """12 hex digits identifying how a run is evaluated (with or without its judge)."""
+    return _digest(eval_settings(config, judge))
 
 
 def _merge(layers: list[Layer]) -> dict[str, Any]:

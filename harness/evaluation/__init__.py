@@ -6,7 +6,15 @@ default, and `exact`); `scoring` turns rows into the paper's numbers (k/N per ca
 
 from harness.components import JUDGES
 from harness.evaluation.judges import Judge, build_judge, detect_yes_no, normalise
-from harness.evaluation.scoring import format_category_table, item_metric, score_mme, score_openvqa, score_probes
+from harness.evaluation.scoring import (
+    format_category_table,
+    item_metric,
+    judge_rows,
+    score_mme,
+    score_openvqa,
+    score_probes,
+    score_rows,
+)
 from harness.evaluation.splits import KNOWN_SPLITS, SPLITS, Split, parse_splits
 
 # The benchmark loop needs torch and the model; load it on first use, so scoring and judges stay light (variant
@@ -35,6 +43,7 @@ __all__ = [
     "format_category_table",
     "generation_config",
     "item_metric",
+    "judge_rows",
     "normalise",
     "parse_splits",
     "read_predictions",
@@ -42,5 +51,6 @@ __all__ = [
     "score_mme",
     "score_openvqa",
     "score_probes",
+    "score_rows",
     "write_predictions",
 ]

@@ -17,8 +17,8 @@ import torch
 
 from harness.config.schema import EvalConfig, GenerationConfig
 from harness.errors import AblateError, one_of
-from harness.evaluation.judges import Judge, build_judge, detect_yes_no, normalise
-from harness.evaluation.scoring import Row, score_mme, score_openvqa, score_probes
+from harness.evaluation.judges import Judge, build_judge
+from harness.evaluation.scoring import Row, score_rows, verdict
 from harness.evaluation.splits import KNOWN_SPLITS, get_split, parse_splits
 from harness.model.mllm import model_inputs
 from harness.placement import module_device, to_device
@@ -52,12 +52,6 @@ def _batches(datamodule, split: str, batch_size: int, blind: bool) -> Iterator[d
                           f"{one_of(available or KNOWN_SPLITS)}") from None
 
 
-def _verdict(judge: Judge, row: Row) -> bool:
-    if get_split(row["split"]).kind == "mme":  # MME is scored on the yes/no decision alone
-        return detect_yes_no(row["prediction"], row["question"]) == normalise(row["answer"])
-    return bool(judge(row["question"], row["prediction"], row["answer"]))
-
-
 def predict_split(model, tokenizer, datamodule, split: str, eval_cfg: EvalConfig, judge: Judge,
                   blind: bool = False) -> list[Row]:
     """Prediction rows (contract layout) for every item of one split."""
@@ -71,7 +65,7 @@ def predict_split(model, tokenizer, datamodule, split: str, eval_cfg: EvalConfig
         for i, text in enumerate(texts):
             row = {name: batch[name][i] for name in _LIST_FIELDS}
             row["prediction"] = text.strip()
-            row["correct"] = _verdict(judge, row)
+            row["correct"] = verdict(judge, row)
             rows.append(row)
     if not rows:  # an empty split would silently score 0 / drop its metrics
         raise AblateError(f"evaluation split '{split}' has no items in this world; known splits: "
@@ -95,22 +89,13 @@ def evaluate(model, tokenizer, datamodule, eval_cfg: EvalConfig, judge: Judge | 
     if hasattr(model, "eval"):
         model.eval()
     rows: list[Row] = []
-    metrics: dict[str, float] = {}
     try:
         for split in names:
-            split_rows = predict_split(model, tokenizer, datamodule, split, eval_cfg, judge, blind)
-            rows.extend(split_rows)
-            kind = get_split(split).kind
-            if kind == "openvqa":
-                metrics.update(score_openvqa(split_rows, split))
-            elif kind == "mme":
-                metrics.update(score_mme(split_rows, split))
-            else:
-                metrics.update(score_probes(split_rows, junk_tokens))
+            rows.extend(predict_split(model, tokenizer, datamodule, split, eval_cfg, judge, blind))
     finally:
         if was_training:
             model.train()
-    return metrics, rows
+    return score_rows(rows, junk_tokens), rows
 
 
 def rows_to_frame(rows: list[Row]):

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.data.vocab import NOISE_TOKENS
+from harness.evaluation.judges import Judge, detect_yes_no, normalise
+from harness.evaluation.splits import get_split
 
 Row = dict[str, Any]
 
@@ -153,6 +155,33 @@ def score_probes(rows: Iterable[Row], junk_tokens: Iterable[str] = frozenset()) 
         n_words = sum(len(words(c)) for c in captions)
         metrics["eval/probes/caption_junk_rate"] = _pct(sum(c > 0 for c in counts), len(captions))
         metrics["eval/probes/caption_junk_per_100_words"] = _pct(sum(counts), n_words)
+    return metrics
+
+
+def verdict(judge: Judge, row: Row) -> bool:
+    """Whether one prediction row is right: MME by its yes/no decision alone, every other split by the judge."""
+    if get_split(row["split"]).kind == "mme":
+        return detect_yes_no(row["prediction"], row["question"]) == normalise(row["answer"])
+    return bool(judge(row["question"], row["prediction"], row["answer"]))
+
+
+def judge_rows(rows: Iterable[Row], judge: Judge) -> list[Row]:
+    """The rows with `correct` decided again by `judge` (the predictions themselves are kept): a judge change
+    re-scores saved predictions without generating them again."""
+    return [{**row, "correct": verdict(judge, row)} for row in rows]
+
+
+def score_rows(rows: list[Row], junk_tokens: Iterable[str] = frozenset()) -> dict[str, float]:
+    """Every metric of the splits present in `rows`, each by its split's scorer."""
+    metrics: dict[str, float] = {}
+    for split in dict.fromkeys(row["split"] for row in rows):
+        kind = get_split(split).kind
+        if kind == "openvqa":
+            metrics.update(score_openvqa(rows, split))
+        elif kind == "mme":
+            metrics.update(score_mme(rows, split))
+        else:
+            metrics.update(score_probes(_of_split(rows, split), junk_tokens))
     return metrics
 
 

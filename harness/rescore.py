@@ -1,0 +1,174 @@
+"""Score trained runs again without training them: train once, score many times.
+
+A run's key hashes what was trained; its evaluation key hashes how it is scored (`harness/config/resolve.py`).
+When a grid finds a finished run whose evaluation settings changed, it re-scores that run into the same MLflow run:
+- only the judge changed: the saved predictions are judged again (no model is built);
+- anything else in `eval.*` changed: the saved checkpoint is loaded and the benchmark generates again.
+`ablate eval RUN` scores one saved run on demand (other splits, another judge, or blind) without touching the
+run's own metrics: its results go under a `rescored/` or `blind/` prefix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import yaml
+
+from harness.config.resolve import ResolvedRun
+from harness.config.schema import RunConfig
+from harness.errors import AblateError
+from harness.runner import build_for, quiet_libraries, record_evaluation, run_benchmark, stage_image_size
+from harness.tracking import Store, log_batch
+
+log = logging.getLogger("ablate")
+PREDICTIONS = "predictions.jsonl"
+
+
+def load_saved(store: Store, target: str) -> tuple[RunConfig, Path, str | None]:
+    """A checkpoint folder, or an MLflow run id whose run saved one -> (config, folder, run id or None)."""
+    from harness.config.validate import build, check_layer, flatten
+
+    folder, run_id = Path(target), None
+    if not (folder / "config.yaml").is_file():
+        if not store.exists():
+            raise AblateError(f"{target}: not a checkpoint folder, and there is no MLflow store at {store.root}")
+        try:
+            run = store.client().get_run(target)
+        except Exception:
+            raise AblateError(
+                f"{target}: neither a checkpoint folder (with config.yaml and trainable.pt) nor a run id in "
+                f"{store.root}"
+            ) from None
+        run_id = target
+        folder = _checkpoint_folder(store, run.data.tags)
+        if not (folder / "config.yaml").is_file():
+            raise AblateError(f"run {target} has no saved checkpoint (it may have failed before training ended)")
+    if not (folder / "trainable.pt").is_file():
+        raise AblateError(f"{folder}: checkpoint folder without trainable.pt")
+    raw = yaml.safe_load((folder / "config.yaml").read_text())
+    labels = {k: raw.pop(k) for k in ("variant", "scale", "seed")}
+    config = build({**check_layer(flatten(raw), str(folder / "config.yaml")), **labels})
+    return config, folder, run_id
+
+
+def _checkpoint_folder(store: Store, tags: dict[str, str]) -> Path:
+    stored = tags.get("ablate.checkpoint")
+    return store.locate(stored) if stored else Path("")
+
+
+def restore(store: Store, config: RunConfig, folder: Path):
+    """Rebuild a saved run's model with its trained weights, on its device and in the dtypes its own benchmark saw
+    (those of its last stage); returns (model, assets, datamodule)."""
+    import torch
+
+    from harness.data import WorldDataModule
+    from harness.model import apply_freeze_policy
+    from harness.placement import hold_frozen_in_training_dtype, run_device
+
+    assets, model_cfg, model = build_for(config, store)
+    state = torch.load(folder / "trainable.pt", map_location="cpu", weights_only=True)
+    missing = set(state) - set(model.state_dict())
+    if missing:
+        raise AblateError(f"{folder}/trainable.pt does not fit the model its config builds: {sorted(missing)[:3]}")
+    model.load_state_dict(state, strict=False)
+    stages = [stage for _, stage in config.train.stages()]
+    if stages:
+        apply_freeze_policy(model, model_cfg, stages[-1])
+        hold_frozen_in_training_dtype(model, config.train.precision)
+    model.to(run_device(config.train.accelerator))
+    data = WorldDataModule(assets.world, config.data, assets.tokenizer,
+                           image_size=stage_image_size(config, config.train.finetune),
+                           batch_size=config.train.batch_size, seed=config.seed)
+    return model, assets, data
+
+
+def saved_predictions(store: Store, run) -> list[dict] | None:
+    """A run's latest prediction rows, or None when it has none that can be read."""
+    path = store.artifact_file(run.info.artifact_uri, PREDICTIONS)
+    if path is None:
+        try:
+            path = Path(store.client().download_artifacts(run.info.run_id, PREDICTIONS))
+        except Exception:
+            return None
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def rejudge(rows: list[dict], judge_name: str) -> tuple[dict[str, float], list[dict]]:
+    """Metrics and rows of saved predictions judged by `judge_name` (nothing is generated)."""
+    from harness.data.vocab import NOISE_TOKENS
+    from harness.evaluation import build_judge, judge_rows, score_rows
+
+    rows = judge_rows(rows, build_judge(judge_name))
+    return score_rows(rows, NOISE_TOKENS), rows
+
+
+def rescore(store: Store, run_id: str, resolved: ResolvedRun, threads: int | None = None) -> tuple[dict, str]:
+    """Score a finished run again under `resolved`'s evaluation settings, into the same MLflow run; returns the
+    metrics and how ('re-judged' or 're-generated'). The run stays FINISHED throughout: if this dies, the run keeps
+    its earlier evaluation key and the next grid run scores it again."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    quiet_libraries()
+    client = store.client()
+    run = client.get_run(run_id)
+    started = time.perf_counter()
+    rows = None
+    if run.data.tags.get("ablate.generation_key") == resolved.generation_key:  # the same questions, decoded alike
+        rows = saved_predictions(store, run)
+    if rows is not None:
+        how = "re-judged"
+        metrics, rows = rejudge(rows, resolved.config.eval.judge)
+    else:
+        how = "re-generated"
+        folder = _checkpoint_folder(store, run.data.tags)
+        if not (folder / "trainable.pt").is_file():
+            raise AblateError(f"run {resolved.label} ({run_id}) has no saved checkpoint to score again; delete the "
+                              "run to train it anew")
+        model, assets, data = restore(store, resolved.config, folder)
+        metrics, rows, _ = run_benchmark(model, assets, data, resolved.config)
+    metrics["time/eval_s"] = time.perf_counter() - started
+    record_evaluation(store, client, run_id, resolved, metrics, rows)
+    return metrics, how
+
+
+def evaluate_saved(store: Store, target: str, blind: bool = False, splits: str | None = None,
+                   judge: str | None = None) -> tuple[dict, list]:
+    """Score one saved run on demand; log to its MLflow run, under `blind/` or `rescored/`, when there is one.
+
+    With only `judge` given, the run's saved predictions are judged again; otherwise the model is rebuilt from the
+    checkpoint and generates (`splits` overrides the run's own, `blind` blanks every image)."""
+    from harness.components import JUDGES
+    from harness.evaluation import parse_splits
+
+    if judge:
+        JUDGES.get(judge)  # an unknown name fails here, with the known ones, before any model is built
+    if splits:
+        parse_splits(splits)
+    config, folder, run_id = load_saved(store, target)
+    eval_cfg = config.eval
+    if splits:
+        eval_cfg = dataclasses.replace(eval_cfg, splits=splits)
+    if judge:
+        eval_cfg = dataclasses.replace(eval_cfg, judge=judge)
+    config = dataclasses.replace(config, eval=eval_cfg)
+    rows = None
+    if judge and not splits and not blind and run_id is not None:
+        rows = saved_predictions(store, store.client().get_run(run_id))
+    if rows is not None:
+        metrics, rows = rejudge(rows, eval_cfg.judge)
+    else:
+        quiet_libraries()
+        model, assets, data = restore(store, config, folder)
+        metrics, rows, _ = run_benchmark(model, assets, data, config, blind=blind)
+    if run_id is not None:
+        prefix = "blind/" if blind else "rescored/"
+        client = store.client()
+        log_batch(client, run_id, metrics={prefix + k: v for k, v in metrics.items()})
+        store.log_text(client, run_id, "".join(json.dumps(r) + "\n" for r in rows), f"{prefix}{PREDICTIONS}")
+    return metrics, rows
