@@ -2,8 +2,9 @@
 
 A grid is one MLflow parent run with one child per (variant, seed). On a re-run, a child that FINISHED is skipped,
 or re-scored without training when only the evaluation settings changed (`harness/rescore.py`);
-one that was killed (Ctrl-C, or `kill -9`: RUNNING with no process holding its lock) starts again in a fresh MLflow
-run, the old one going to MLflow's trash, so no metric step is logged twice; a failed one runs again only with
+one that was killed (Ctrl-C, or `kill -9`: RUNNING with no process holding its lock) resumes from its last resume
+point (`harness/resume.py`) in the same MLflow run, or without one starts again in a fresh MLflow run, the old one
+going to MLflow's trash, so no metric step is logged twice; a failed one runs again only with
 `retry_failed`. A lock file per run key makes sure that two workers (or two `ablate grid run` processes on one
 machine) never run the same run at once; `grid_status` reads the same state for `ablate grid status`.
 """
@@ -28,6 +29,7 @@ from harness.config.resolve import ResolvedRun
 from harness.errors import AblateError, ConfigError, Interrupted
 from harness.experiment import Experiment
 from harness.progress import GridDisplay, progress_file
+from harness.resume import checkpoint_dir, describe_point, discard, resumable_by
 from harness.tracking import (
     PARENT_TAG,
     Store,
@@ -245,15 +247,24 @@ def grid_status(experiment: Experiment, store: Store, cli: dict[str, Any] | None
         elif status == "FAILED":
             state = f"failed: {child.data.tags.get('ablate.error', '')[:200]}"
         elif status == "KILLED":
-            state = "killed (runs again on the next grid run)"
+            state = f"killed ({_next_time(store, run.key, child.info.run_id)})"
         else:
             progress = read_progress(store.locks, run.key)
             if _lock_held(store, run.key):
                 state = f"running: {describe(progress).split(': ', 1)[1]}" if progress else "running"
             else:
-                state = "stale: RUNNING in MLflow but no process holds its lock (runs again on the next grid run)"
+                state = (f"stale: RUNNING in MLflow but no process holds its lock "
+                         f"({_next_time(store, run.key, child.info.run_id)})")
         lines.append((run.label, state))
     return lines
+
+
+def _next_time(store: Store, key: str, run_id: str) -> str:
+    """What the next grid run does with a killed or stale run."""
+    folder = checkpoint_dir(store, key)
+    if resumable_by(folder, run_id):
+        return f"the next grid run resumes it from {describe_point(folder)}"
+    return "runs again on the next grid run"
 
 
 def _lock_held(store: Store, key: str) -> bool:
@@ -317,11 +328,19 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
                     todo.append((run, previous.info.run_id, True))
                 continue
             retry_of = None
-            if previous is not None and previous.info.status != "SCHEDULED":
-                # Killed (Ctrl-C, or kill -9: left RUNNING with no lock) or failed: start afresh in a new MLflow
-                # run, so no metric step is logged twice; the old one goes to MLflow's trash (restorable).
+            folder = checkpoint_dir(store, run.key)
+            if previous is not None and previous.info.status in ("RUNNING", "KILLED") and \
+                    resumable_by(folder, previous.info.run_id):
+                # Killed (Ctrl-C, or kill -9: left RUNNING with no lock) after a resume point: it goes on from
+                # there, in the same MLflow run; the metric steps it logged after that point are not logged again.
+                log.info("  resumes %-28s from %s", run.label, describe_point(folder))
+                client.update_run(previous.info.run_id, status="SCHEDULED")
+            elif previous is not None and previous.info.status != "SCHEDULED":
+                # Killed before any resume point, or failed: start afresh in a new MLflow run, so no metric step is
+                # logged twice; the old one goes to MLflow's trash (restorable).
                 retry_of = previous.info.run_id
                 client.delete_run(retry_of)
+                discard(folder)
                 previous = None
             if previous is not None:
                 run_id = previous.info.run_id

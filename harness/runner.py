@@ -23,6 +23,7 @@ from harness.config.schema import RunConfig, StageConfig
 from harness.config.validate import to_flat_dict
 from harness.errors import AblateError
 from harness.progress import RunProgress
+from harness.resume import checkpoint_dir
 from harness.tracking import Store, finish, log_batch, mark_killed, provenance
 
 log = logging.getLogger("ablate")
@@ -68,10 +69,6 @@ def run_tags(resolved: ResolvedRun) -> dict[str, str]:
 def stage_image_size(config: RunConfig, stage: StageConfig) -> int:
     v = config.model.vision
     return v.high_res_size if stage.resolution == "high" else v.image_size
-
-
-def checkpoint_dir(store: Store, key: str) -> Path:
-    return store.root / "checkpoints" / key
 
 
 def execute(store: Store, run_id: str, resolved: ResolvedRun, threads: int | None = None) -> dict[str, float]:
@@ -126,7 +123,8 @@ def _train_and_evaluate(
     from harness.model import apply_freeze_policy
     from harness.model.freeze import format_freeze_table
     from harness.placement import hold_frozen_in_training_dtype, run_device, stage_strategy
-    from harness.training import MlflowMetrics, MultimodalModule, ProgressCallback
+    from harness.resume import ResumePoint, capture_rng, describe_point, discard, load_point, restore_rng, save_point
+    from harness.training import MlflowMetrics, MultimodalModule, ProgressCallback, ResumePoints
 
     cfg = resolved.config
     if threads:
@@ -147,11 +145,34 @@ def _train_and_evaluate(
                            batch_size=cfg.train.batch_size, seed=cfg.seed)
     metrics: dict[str, Any] = {}
     freeze_report, step_offset, trained, feature_log = [], 0, set(), {}
+    folder = checkpoint_dir(store, resolved.key)
+    resume = load_point(folder, run_id)
+    if resume is not None:  # a killed run of this MLflow run: go on from its last resume point
+        model.load_state_dict(resume.weights, strict=False)
+        trained, metrics = set(resume.trained), dict(resume.metrics)
+        freeze_report, feature_log = list(resume.freeze_report), dict(resume.feature_log)
+        where = describe_point(folder)
+        log.info("  resume  %s from %s", resolved.label, where)
+        log_batch(client, run_id, tags={"ablate.resumed_from": where})
+    else:
+        discard(folder)  # a resume point of another MLflow run (one deleted since) is not this run's
     model.to(run_device(cfg.train.accelerator))  # once: every stage and the benchmark run where it lives
-    for name, stage in cfg.train.stages():
+    stages = cfg.train.stages()
+
+    def weights(names: set[str]) -> dict:
+        return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k in names}
+
+    for index, (name, stage) in enumerate(stages):
+        if resume is not None and index < resume.stage_index:
+            step_offset += stage.steps
+            continue
+        done = resume.done if resume is not None and index == resume.stage_index else 0
         size = stage_image_size(cfg, stage)
         rows = apply_freeze_policy(model, model_cfg, stage)
         dtypes = hold_frozen_in_training_dtype(model, cfg.train.precision)
+        # The state at this stage's start, which a mid-stage resume point completes with the step reached.
+        start = ResumePoint(run_id, index, name, 0, sorted(trained), {}, metrics=dict(metrics),
+                            freeze_report=list(freeze_report), feature_log=dict(feature_log))
         vision_was_trained = any(k.startswith("vision.") for k in trained)  # by an earlier stage
         trained |= {n for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
         feature_log[name] = stage_features(
@@ -162,25 +183,48 @@ def _train_and_evaluate(
         freeze_report += [f"[{name}]", *lines]
         for line in lines:
             log.debug("[%s %s] %s", cfg.variant, name, line)
-        log_batch(client, run_id, tags={f"freeze.{name}.{r['component']}": "trainable" if r["trainable"] else "frozen"
-                                        for r in rows},
-                  metrics={f"params/{name}/trainable": sum(r["trainable_params"] for r in rows),
-                           "params/total": sum(r["params"] for r in rows),
-                           **{f"params/{name}/{dtype}": n for dtype, n in dtypes.items()}})
-        module = MultimodalModule(model, stage, cfg.train.weight_decay)
-        callback = MlflowMetrics(client, run_id, cfg.train.log_every, prefix=f"train/{name}", step_offset=step_offset)
-        shown = ProgressCallback(progress, name, stage.steps)
+        if not done:  # a resumed stage logged these when it first started
+            log_batch(client, run_id,
+                      tags={f"freeze.{name}.{r['component']}": "trainable" if r["trainable"] else "frozen"
+                            for r in rows},
+                      metrics={f"params/{name}/trainable": sum(r["trainable_params"] for r in rows),
+                               "params/total": sum(r["params"] for r in rows),
+                               **{f"params/{name}/{dtype}": n for dtype, n in dtypes.items()}})
+        restore = {"optimizer": resume.optimizer, "scheduler": resume.scheduler} if done else None
+        module = MultimodalModule(model, stage, cfg.train.weight_decay, done=done, restore=restore)
+        callback = MlflowMetrics(client, run_id, cfg.train.log_every, prefix=f"train/{name}", step_offset=step_offset,
+                                 done=done, logged_through=last_logged_step(client, run_id, f"train/{name}/loss")
+                                 if resume is not None else -1)
+        shown = ProgressCallback(progress, name, stage.steps, done)
+        earlier = resume.seconds if done else 0.0
+        started = time.perf_counter()
+
+        def save_mid_stage(trainer, step: int, start=start, earlier=earlier, started=started,
+                           callback=callback, names=frozenset(trained)) -> None:
+            callback.flush()  # MLflow holds every step up to this one, so a resume logs none of them twice
+            save_point(folder, dataclasses.replace(
+                start, done=step, weights=weights(names), optimizer=trainer.optimizers[0].state_dict(),
+                scheduler=trainer.lr_scheduler_configs[0].scheduler.state_dict(),
+                seconds=earlier + time.perf_counter() - started, rng=capture_rng()))
+
+        points = ResumePoints(cfg.train.checkpoint_every, done, stage.steps, save_mid_stage)
         trainer = L.Trainer(
-            max_steps=stage.steps, accelerator=cfg.train.accelerator, devices=cfg.train.devices,
+            max_steps=stage.steps - done, accelerator=cfg.train.accelerator, devices=cfg.train.devices,
             strategy=stage_strategy(cfg.train.accelerator, cfg.train.devices),
             precision=cfg.train.precision, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False, callbacks=[callback, shown],
+            enable_model_summary=False, callbacks=[callback, shown, points],
         )
-        started = time.perf_counter()
-        trainer.fit(module, train_dataloaders=data.stage_dataloader(name, size))
-        metrics[f"time/{name}_s"] = time.perf_counter() - started
+        if resume is not None and index == resume.stage_index:
+            restore_rng(resume.rng)
+        trainer.fit(module, train_dataloaders=data.stage_dataloader(name, size, start_batch=done))
+        metrics[f"time/{name}_s"] = earlier + time.perf_counter() - started
         metrics[f"train/{name}/final_loss"] = callback.last_loss
         step_offset += stage.steps
+        following = stages[index + 1][0] if index + 1 < len(stages) else "eval"
+        if trainer.is_global_zero:
+            save_point(folder, ResumePoint(run_id, index + 1, following, 0, sorted(trained), weights(trained),
+                                           metrics=dict(metrics), freeze_report=list(freeze_report),
+                                           feature_log=dict(feature_log), rng=capture_rng()))
     store.log_text(client, run_id, "\n".join(freeze_report) + "\n", "freeze_policy.txt")
     save_checkpoint(model, cfg, trained, checkpoint_dir(store, resolved.key))
     log_batch(client, run_id, tags={"ablate.checkpoint": store.relative(checkpoint_dir(store, resolved.key))})
@@ -194,7 +238,13 @@ def _train_and_evaluate(
     eval_metrics, rows, seconds = run_benchmark(model, assets, data, cfg)
     eval_metrics["time/eval_s"] = seconds
     record_evaluation(store, client, run_id, resolved, eval_metrics, rows)
+    discard(folder)  # the run is complete: nothing to resume
     return metrics | eval_metrics
+
+
+def last_logged_step(client, run_id: str, key: str) -> int:
+    """The last step at which a metric was logged in a run, or -1."""
+    return max((m.step for m in client.get_metric_history(run_id, key)), default=-1)
 
 
 def trained_steps(config: RunConfig) -> int:

@@ -32,18 +32,28 @@ class NonFiniteLoss(AblateError):
 
 
 class MultimodalModule(L.LightningModule):
-    """One training stage: next-token cross-entropy on the answer tokens; AdamW over the trainable parameters."""
+    """One training stage: next-token cross-entropy on the answer tokens; AdamW over the trainable parameters.
 
-    def __init__(self, model: torch.nn.Module, stage: StageConfig, weight_decay: float) -> None:
+    A resumed stage passes the steps it already trained (`done`) and the optimizer and schedule states saved then
+    (`restore`): Lightning's own counter restarts at 0, so `done` is added wherever a step is named."""
+
+    def __init__(self, model: torch.nn.Module, stage: StageConfig, weight_decay: float, done: int = 0,
+                 restore: dict | None = None) -> None:
         super().__init__()
         self.model = model
         self.stage = stage
         self.weight_decay = weight_decay
+        self.done, self.restore = done, restore
+
+    def on_train_start(self) -> None:
+        if self.restore:  # after Lightning built the optimizer and schedule, before the first step
+            self.trainer.optimizers[0].load_state_dict(self.restore["optimizer"])
+            self.trainer.lr_scheduler_configs[0].scheduler.load_state_dict(self.restore["scheduler"])
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self.model(**model_inputs(batch), labels=batch["labels"])
         if not torch.isfinite(out.loss):
-            raise NonFiniteLoss(f"non-finite training loss ({out.loss.item()}) at step {self.global_step}")
+            raise NonFiniteLoss(f"non-finite training loss ({out.loss.item()}) at step {self.done + self.global_step}")
         self.log("train/loss", out.loss.detach(), batch_size=batch["frames_mask"].shape[0])
         return out.loss
 
@@ -62,14 +72,18 @@ class MultimodalModule(L.LightningModule):
 
 
 class MlflowMetrics(L.Callback):
-    """Collects training metrics every `every` steps and writes them to MLflow in batches (sqlite is slow per call)."""
+    """Collects training metrics every `every` steps and writes them to MLflow in batches (sqlite is slow per call).
+
+    A resumed stage starts at stage step `done`; steps up to `logged_through` (on the run's step axis) were logged
+    before the run was killed and are not logged again, so no metric step appears twice."""
 
     def __init__(
         self, client: MlflowClient, run_id: str, every: int, prefix: str = "train", step_offset: int = 0,
-        flush_at: int = 200,
+        flush_at: int = 200, done: int = 0, logged_through: int = -1,
     ) -> None:
         self.client, self.run_id, self.every, self.flush_at = client, run_id, max(1, every), flush_at
         self.prefix, self.offset = prefix, step_offset  # stages share one step axis: step = offset + stage step
+        self.done, self.logged_through = done, logged_through
         self.pending: list[tuple[str, float, int]] = []
         self.started = time.perf_counter()
         self.samples = 0
@@ -79,11 +93,11 @@ class MlflowMetrics(L.Callback):
         if not trainer.is_global_zero:  # one writer per run: rank 0 logs, the other ranks only train
             return
         self.samples += batch["frames_mask"].shape[0]
-        step = trainer.global_step
+        step = self.done + trainer.global_step
         self.last_loss = float(outputs["loss"].detach())
-        if step % self.every == 0 or step == trainer.max_steps:
+        at = self.offset + step
+        if (step % self.every == 0 or trainer.global_step == trainer.max_steps) and at > self.logged_through:
             elapsed = time.perf_counter() - self.started
-            at = self.offset + step
             self.pending.append((f"{self.prefix}/loss", self.last_loss, at))
             self.pending.append((f"{self.prefix}/lr", trainer.optimizers[0].param_groups[0]["lr"], at))
             self.pending.append((f"{self.prefix}/samples_per_s", self.samples / max(elapsed, 1e-9), at))
@@ -101,21 +115,34 @@ class MlflowMetrics(L.Callback):
             self.pending = []
 
 
-class ProgressCallback(L.Callback):
-    """Feeds a RunProgress from one Lightning stage."""
+class ResumePoints(L.Callback):
+    """Every `every` stage steps (not at the stage's end, which the runner saves itself), hands the trainer to
+    `save(trainer, stage_step)`, which writes a resume point (on rank 0 only)."""
 
-    def __init__(self, progress: RunProgress, stage: str, total: int) -> None:
-        self.progress, self.stage, self.total = progress, stage, total
+    def __init__(self, every: int, done: int, total: int, save) -> None:
+        self.every, self.done, self.total, self.save = every, done, total, save
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = self.done + trainer.global_step
+        if self.every and step % self.every == 0 and step < self.total and trainer.is_global_zero:
+            self.save(trainer, step)  # one writer: the ranks of a data-parallel run hold the same state
+
+
+class ProgressCallback(L.Callback):
+    """Feeds a RunProgress from one Lightning stage (`done`: steps trained before a resume)."""
+
+    def __init__(self, progress: RunProgress, stage: str, total: int, done: int = 0) -> None:
+        self.progress, self.stage, self.total, self.done = progress, stage, total, done
         self.samples, self.started = 0, time.perf_counter()
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self.progress.update(force=True, stage=self.stage, step=0, total=self.total)
+        self.progress.update(force=True, stage=self.stage, step=self.done, total=self.total)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not trainer.is_global_zero:
             return
         self.samples += batch["frames_mask"].shape[0]
         elapsed = time.perf_counter() - self.started
-        self.progress.update(step=trainer.global_step, loss=float(outputs["loss"].detach()),
+        self.progress.update(step=self.done + trainer.global_step, loss=float(outputs["loss"].detach()),
                              samples_per_s=self.samples / max(elapsed, 1e-9),
                              steps_per_s=trainer.global_step / max(elapsed, 1e-9))

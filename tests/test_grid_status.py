@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import textwrap
 
 from harness.cli import main
 from harness.experiment import load_experiment
 from harness.progress import RunProgress
+from harness.resume import checkpoint_dir
 from harness.tracking import PARENT_TAG, Store, experiment_id, start_parent
 
 
@@ -32,6 +34,11 @@ def test_each_run_state_gets_its_line(tmp_path, capsys):
                                               "ablate.error": "ValueError: boom",
                                               "ablate.eval_key": runs[i].eval_key}).info.run_id
         client.update_run(run_id, status=status)
+        if i == 2:  # the killed run left a resume point
+            folder = checkpoint_dir(store, runs[i].key)
+            folder.mkdir(parents=True)
+            (folder / "resume.pt").write_bytes(b"")
+            (folder / "resume.json").write_text(json.dumps({"run_id": run_id, "stage": "finetune", "done": 300}))
     # Run 3 is alive: its worker holds the lock and writes progress. Run 4's process died (no lock held).
     progress = RunProgress(store.locks, runs[3].key, "w_llama seed 1", [("finetune", 600)])
     progress.update(force=True, stage="finetune", step=320, total=600, loss=1.25, samples_per_s=40.0,
@@ -43,7 +50,7 @@ def test_each_run_state_gets_its_line(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["lynx", "seed", "0", "done"]
     assert out[1].startswith("lynx seed 1") and out[1].endswith("failed: ValueError: boom")
-    assert out[2].startswith("w_llama seed 0") and "killed" in out[2]
+    assert out[2].startswith("w_llama seed 0") and "killed (the next grid run resumes it from finetune step 300)" in out[2]
     assert "running: finetune 320/600, loss 1.250, 40 samples/s, stage ETA 2m20s" in out[3]
     assert "stale: RUNNING in MLflow but no process holds its lock" in out[4]
     assert out[5].startswith("wo_adapter seed 1") and out[5].endswith("pending")

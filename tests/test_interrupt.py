@@ -4,6 +4,7 @@ as a terminal sends it to the whole foreground process group."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -87,36 +88,56 @@ def test_ctrl_c_marks_the_run_killed_and_says_how_to_resume(quick_store, quick, 
     assert "RUNNING" not in statuses.values(), statuses
 
 
-def test_after_kill_9_the_next_grid_run_recovers_the_stale_run_without_duplicates(quick_store, quick, tmp_path,
-                                                                                    spawn):
+def _history(client, run_id: str, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def test_after_kill_9_mid_stage_the_run_resumes_and_ends_as_if_never_killed(quick_store, quick, tmp_path, spawn):
+    """A real tiny run is killed with SIGKILL in the middle of its finetuning stage. The next grid run resumes it
+    from its last resume point into the same MLflow run, logs no metric step twice, and ends with exactly the
+    metrics of the same run trained without interruption (first, under another experiment name in the same output
+    folder: the same world and tokenizer)."""
     from harness.experiment import load_experiment
     from harness.grid import run_grid
+    from harness.resume import checkpoint_dir
 
     store = quick_store
-    experiment = experiment_file(tmp_path / "exp.yaml", "killed", 1, [], {
-        **quick, "train.pretrain.steps": 120, "train.finetune.steps": 400, "train.log_every": 5})
+    settings = {**quick, "train.pretrain.steps": 30, "train.finetune.steps": 400, "train.log_every": 5,
+                "train.checkpoint_every": 25}
+    assert run_grid(load_experiment(experiment_file(tmp_path / "straight.yaml", "straight", 1, [], settings)),
+                    store).ok
+    experiment = experiment_file(tmp_path / "exp.yaml", "killed", 1, [], settings)
     proc = spawn("--out", str(store.root), "grid", "run", experiment, stdout=subprocess.DEVNULL,
                  stderr=subprocess.PIPE)
     wait_for_line(proc, "grid killed: 1 runs")
-    client = store.client()
-    deadline, logged = time.monotonic() + 240, []
-    while not logged and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-        exp = client.get_experiment_by_name("killed")
-        runs = client.search_runs([exp.experiment_id], "tags.`ablate.kind` = 'run'") if exp else []
-        logged = [r for r in runs if r.info.status == "RUNNING" and client.get_metric_history(
-            r.info.run_id, "train/pretrain/loss")]  # metrics of the first stage are in MLflow
-    assert logged, "the run never logged a metric"
+    (run,) = load_experiment(experiment).expand()
+    summary = checkpoint_dir(store, run.key) / "resume.json"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        point = json.loads(summary.read_text()) if summary.is_file() else {}
+        if point.get("stage") == "finetune" and point["done"] >= 50:
+            break
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    stale = logged[0].info.run_id
-    assert client.get_run(stale).info.status == "RUNNING"  # what kill -9 leaves behind
+    client = store.client()
+    (killed,) = client.search_runs([client.get_experiment_by_name("killed").experiment_id],
+                                   "tags.`ablate.kind` = 'run'")
+    assert killed.info.status == "RUNNING", "the run ended before it could be killed"  # what kill -9 leaves
+    assert json.loads(summary.read_text())["stage"] == "finetune"
 
     outcome = run_grid(load_experiment(experiment), store)
     assert outcome.ok and outcome.finished == ["lynx seed 0"], outcome
-    exp = client.get_experiment_by_name("killed")
-    live = client.search_runs([exp.experiment_id], "tags.`ablate.kind` = 'run'")
-    assert len(live) == 1 and live[0].info.status == "FINISHED"
-    assert live[0].data.tags["ablate.retry_of"] == stale and client.get_run(stale).info.lifecycle_stage == "deleted"
-    steps = [m.step for m in client.get_metric_history(live[0].info.run_id, "train/pretrain/loss")]
-    assert steps == sorted(set(steps)) and steps[-1] == 120  # each step once, up to the end of the stage
+    resumed = client.get_run(killed.info.run_id)  # the same MLflow run, now finished
+    assert resumed.info.status == "FINISHED"
+    assert resumed.data.tags["ablate.resumed_from"].startswith("finetune step ")
+    assert not summary.exists()  # a finished run keeps no resume point
+
+    (straight,) = client.search_runs([client.get_experiment_by_name("straight").experiment_id],
+                                     "tags.`ablate.kind` = 'run'")
+    for key in ("train/pretrain/loss", "train/finetune/loss", "train/finetune/lr"):
+        got, want = _history(client, resumed.info.run_id, key), _history(client, straight.info.run_id, key)
+        assert [s for s, _ in got] == [s for s, _ in want], key  # every step once, none missing
+        assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-5, abs=1e-6), key
+    evals = {k: v for k, v in straight.data.metrics.items() if k.startswith("eval/")}
+    assert evals and {k: resumed.data.metrics[k] for k in evals} == pytest.approx(evals, rel=1e-6)

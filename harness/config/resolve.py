@@ -30,6 +30,7 @@ LABEL_KEYS = ("variant", "scale")  # names, not settings: excluded from the conf
 # so changing them re-scores saved checkpoints instead of retraining (`harness/rescore.py`).
 EVAL_SECTION = "eval."
 JUDGE_KEY = "eval.judge"  # a judge change re-judges the saved predictions; every other eval key regenerates them
+BOOKKEEPING_KEYS = ("train.checkpoint_every",)  # how a run is kept, not what it trains: not in the run key
 PRESET_SECTIONS = {"config", "roles", "zoo"}
 
 Layer = tuple[str, dict[str, Any]]
@@ -122,7 +123,8 @@ def _digest(flat: dict[str, Any]) -> str:
 
 def training_settings(config: RunConfig) -> dict[str, Any]:
     """The flat settings that determine the trained weights: all but the labels and the evaluation settings."""
-    return {k: v for k, v in to_flat_dict(config).items() if k not in LABEL_KEYS and not k.startswith(EVAL_SECTION)}
+    return {k: v for k, v in to_flat_dict(config).items()
+            if k not in LABEL_KEYS and k not in BOOKKEEPING_KEYS and not k.startswith(EVAL_SECTION)}
 
 
 def eval_settings(config: RunConfig, judge: bool = True) -> dict[str, Any]:
@@ -252,6 +254,8 @@ def check_consistency(config: RunConfig) -> None:
         (0 <= config.data.detailed_captions <= 1, "data.detailed_captions must be a share between 0 and 1"),
         (t.pretrain.steps + t.high_res.steps + t.finetune.steps >= 1, "the stages must train at least one step"),
         (t.batch_size >= 1, f"train.batch_size must be at least 1, got {t.batch_size}"),
+        (t.checkpoint_every >= 0,
+         f"train.checkpoint_every must be 0 (stage ends only) or a number of steps, got {t.checkpoint_every}"),
     ]
     for name, s in t.stages(active_only=False):
         rules += [

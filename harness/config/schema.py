@@ -151,6 +151,9 @@ class TrainConfig:
     accelerator: str = "cpu"  # Lightning accelerator: cpu | gpu | auto
     devices: int = 1
     log_every: int = 10  # steps between logged training metrics
+    # Steps between resume points inside a stage (0: only at stage ends). A killed run resumes from its last one,
+    # into the same MLflow run, with the same result. Bookkeeping, not part of the run key.
+    checkpoint_every: int = 0
     # Serve a frozen vision encoder's tokens from the grid-wide cache (harness/features.py) instead of recomputing
     # them every step; stages where the encoder trains always compute them.
     feature_cache: bool = True

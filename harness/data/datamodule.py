@@ -99,8 +99,10 @@ class _Mixed(IterableDataset):
     the samples one process would see at batch W*B, and no two ranks see the same one.
     """
 
-    def __init__(self, dm: WorldDataModule, stage: str, weights: dict[str, float], image_size: int):
+    def __init__(self, dm: WorldDataModule, stage: str, weights: dict[str, float], image_size: int,
+                 start_batch: int = 0):
         self.dm, self.stage, self.weights, self.image_size = dm, stage, weights, image_size
+        self.start_batch = start_batch  # global batches already trained on (a resumed run): drawn, not decoded
 
     def __iter__(self):
         rank, world = data_rank()
@@ -108,12 +110,13 @@ class _Mixed(IterableDataset):
         names = list(self.weights)
         probs = [self.weights[n] for n in names]
         streams = {}
+        skip = self.start_batch * self.dm.batch_size * world
         for position in itertools.count():
             name = rng.choices(names, probs)[0]
             if name not in streams:  # opened on first use: a dataset never drawn costs nothing
                 streams[name] = self.dm.endless(name)
             raw = next(streams[name])
-            if (position // self.dm.batch_size) % world == rank:
+            if position >= skip and (position // self.dm.batch_size) % world == rank:
                 yield self.dm.train_example(raw, name, self.image_size)
 
 
@@ -144,10 +147,10 @@ class WorldDataModule(L.LightningDataModule):
         """The stage's dataset weights (see `harness.data.mixture`)."""
         return mixture(stage, self.cfg, self.world)
 
-    def stage_dataloader(self, stage: str, image_size: int | None = None) -> DataLoader:
+    def stage_dataloader(self, stage: str, image_size: int | None = None, start_batch: int = 0) -> DataLoader:
         """Endless batches of a stage ("pretrain", "high_res", "finetune") at `image_size` (default: the
-        datamodule's); the layout is `collate_train`'s."""
-        dataset = _Mixed(self, stage, self.mixture(stage), image_size or self.image_size)
+        datamodule's), from its `start_batch`-th batch on (a resumed run); the layout is `collate_train`'s."""
+        dataset = _Mixed(self, stage, self.mixture(stage), image_size or self.image_size, start_batch)
         # One worker process reads, decodes and tokenizes the next batches while the model trains on this one. It
         # is forked on Linux even inside a spawned grid worker (which would otherwise spawn it too): it starts at
         # once instead of re-importing torch, and it inherits the grid worker's Ctrl-C handling, so an interrupt
