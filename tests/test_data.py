@@ -288,3 +288,25 @@ def test_image_to_tensor_resizes_and_scales_to_unit_range():
     x = image_to_tensor(Image.new("RGB", (24, 24), (255, 0, 128)), 32)
     assert x.shape == (3, 32, 32) and x.dtype == torch.float32
     assert torch.allclose(x[:, 0, 0], torch.tensor([1.0, -1.0, 128 / 255 * 2 - 1]), atol=1e-6)
+
+
+def test_the_tokenizer_is_the_same_in_every_process(tmp_path):
+    """The ids must be a function of the world alone: `tokenizers`' own trainer broke ties in hash-map order, so two
+    builds of one world had different vocabularies and the same seed trained differently in two output folders."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = ("import json, random\n"
+              "from harness.data.scenes import detailed_caption, sample_scene\n"
+              "from harness.data.tokenizer import train_tokenizer\n"
+              "rng = random.Random(0)\n"
+              "texts = [detailed_caption(sample_scene(rng)) for _ in range(300)]\n"
+              "print(json.dumps(train_tokenizer(texts).get_vocab(), sort_keys=True))\n")
+    vocabs = []
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+        vocabs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert vocabs[0] == vocabs[1] and len(vocabs[0]) > 100

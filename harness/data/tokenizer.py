@@ -1,11 +1,17 @@
-"""The world's tokenizer: a small lowercase WordPiece vocabulary trained locally on every text the world produces.
+"""The world's tokenizer: a small lowercase WordPiece vocabulary built locally from every text the world produces.
 
-Trained with `tokenizers` (no download) on all texts written into the world's samples, every prompt phrasing
-(training pools, held-out ones, format instructions), the chat template and the world's vocabulary; saved with
-`save_pretrained` in `world.path / "tokenizer"` as a `PreTrainedTokenizerFast` with pad / bos / eos / unk, so
-every variant and every zoo backbone built on one world shares the same ids. WordPiece (not word-level) because
-sign texts are arbitrary strings of 1-2 characters: every character of the alphabet is in the vocabulary, so no
-text the world can produce maps to <unk>.
+Built from all texts written into the world's samples, every prompt phrasing (training pools, held-out ones, format
+instructions), the chat template and the world's vocabulary; saved with `save_pretrained` in
+`world.path / "tokenizer"` as a `PreTrainedTokenizerFast` (the `tokenizers` WordPiece model, no download) with
+pad / bos / eos / unk, so every variant and every zoo backbone built on one world shares the same ids. The
+vocabulary is every character of the alphabet (as a word start and as a continuation piece, so no text the world
+can produce maps to <unk>) and the world's words, most frequent first, as whole tokens.
+
+The vocabulary is computed here, not by `tokenizers`' WordPiece trainer: that trainer breaks ties between equally
+frequent merges in hash-map order, which changes from process to process. Two builds of the same world then had
+different vocabularies (33 of 735 pieces differed, 205 ids moved), so the same config and seed trained differently
+on two machines, or in two output folders (docs/findings.md). Sorting by (count, word) makes the ids a function of
+the world alone.
 
 Sign texts are spelled one character per token, as LLaMA-style tokenizers split digits and rare letter runs. Left
 to itself, the trainer merged 255 of the 256 two-character sign texts into whole tokens of their own, each seen a
@@ -18,9 +24,10 @@ from __future__ import annotations
 
 import re
 import string
+from collections import Counter
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 from harness.data.chat import answer_text, prompt_text
@@ -38,7 +45,7 @@ from harness.data.vocab import (
 from harness.errors import AblateError
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
-VOCAB_SIZE = 1500  # the world's ~500 words as whole tokens, the rest frequent word pieces
+VOCAB_SIZE = 1500  # the alphabet twice and the world's words (about 700 at tiny) as whole tokens
 ALPHABET = string.ascii_lowercase + string.digits + string.punctuation
 
 
@@ -51,27 +58,32 @@ def fixed_texts() -> list[str]:
     return texts
 
 
-def _spelled_signs(vocab: dict[str, int]) -> dict[str, int]:
-    """`vocab` without word-initial pieces made only of sign characters (other than real words), renumbered in the
-    original order, with every sign character present as a word start and as a continuation piece."""
+def vocabulary(texts: list[str]) -> dict[str, int]:
+    """Token -> id: the special tokens, every alphabet character as a word start and as a continuation piece, then
+    the words of `texts` + `fixed_texts()` by descending count (ties alphabetical) up to `VOCAB_SIZE`. Words made
+    only of sign characters are left out unless they are words of the world's fixed texts ("the", "three", "me"),
+    so signs are spelled one character per token."""
+    normalizer, splitter = normalizers.Lowercase(), pre_tokenizers.BertPreTokenizer()  # words and punctuation apart
+    counts = Counter(word for text in [*fixed_texts(), *texts]
+                     for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
     sign_chars = set(SIGN_CHARS.lower())
-    words = set(re.findall(r"[a-z0-9]+", " ".join(fixed_texts()).lower()))
-    kept = [tok for tok, _ in sorted(vocab.items(), key=lambda kv: kv[1])
-            if tok.startswith("##") or len(tok) < 2 or not set(tok) <= sign_chars or tok in words]
-    kept += [p for c in sorted(sign_chars) for p in (c, f"##{c}") if p not in vocab]
-    return {tok: i for i, tok in enumerate(kept)}
+    fixed_words = set(re.findall(r"[a-z0-9]+", " ".join(fixed_texts()).lower()))
+    alphabet = sorted(set(ALPHABET.lower()))
+    tokens = [*SPECIAL_TOKENS.values(), *alphabet, *(f"##{c}" for c in alphabet if c.isalnum())]
+    for word, _ in sorted(counts.items(), key=lambda wc: (-wc[1], wc[0])):
+        if len(tokens) >= VOCAB_SIZE:
+            break
+        if len(word) > 1 and (not set(word) <= sign_chars or word in fixed_words):
+            tokens.append(word)
+    return {tok: i for i, tok in enumerate(dict.fromkeys(tokens))}
 
 
 def train_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
-    """Train the lowercase WordPiece tokenizer on `texts` + `fixed_texts()`."""
-    tok = Tokenizer(models.WordPiece(unk_token=SPECIAL_TOKENS["unk_token"]))
+    """The lowercase WordPiece tokenizer of `texts` + `fixed_texts()` (the same ids in every process)."""
+    tok = Tokenizer(models.WordPiece(vocabulary(texts), unk_token=SPECIAL_TOKENS["unk_token"]))
     tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()  # words and punctuation apart
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=VOCAB_SIZE, special_tokens=list(SPECIAL_TOKENS.values()),
-                                        initial_alphabet=list(ALPHABET), show_progress=False)
-    tok.train_from_iterator([*fixed_texts(), *texts], trainer)
-    tok.model = models.WordPiece(_spelled_signs(tok.get_vocab()), unk_token=SPECIAL_TOKENS["unk_token"])
     # Like LLaMA tokenizers: plain `tokenizer(text)` starts with bos (our encoders add it explicitly).
     bos = SPECIAL_TOKENS["bos_token"]
     tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, tok.token_to_id(bos))])

@@ -46,8 +46,9 @@ from harness.errors import AblateError, did_you_mean
 from harness.progress import ProgressLine
 
 # Bump whenever rendering, the sample layout or any generator changes: it is part of the cache hash.
-GENERATOR_VERSION = 5  # 4: 1 px glyphs, signs of 1-2 of 16 characters, bold local action cues, scene QA,
-#                          follow-up questions in vqa samples; 5: sign texts spelled one character per token
+GENERATOR_VERSION = 6  # 4: 1 px glyphs, signs of 1-2 of 16 characters, bold local action cues, scene QA,
+#                          follow-up questions in vqa samples; 5: sign texts spelled one character per token;
+#                          6: the tokenizer's vocabulary is the same in every process (whole words, characters)
 
 PRETRAIN_DATASETS = ("captions", "noisy", "text")
 FINETUNE_DATASETS = ("vqa", "caption", "place", "dialogue", "text_instructions", "video_qa", "video_caption")
