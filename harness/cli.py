@@ -17,7 +17,7 @@ ASSUMED_VOCAB = 1000  # for parameter counts when the vocabulary comes from the 
 def _store(args):
     from harness.tracking import Store
 
-    return Store(Path(args.out))
+    return Store(Path(args.out), remote=getattr(args, "tracking_uri", None))
 
 
 def cmd_variants_list(args) -> int:
@@ -360,8 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("overrides", nargs="*", metavar="key=value", help="the overrides the grid was run with")
     status.set_defaults(func=cmd_grid_status)
 
-    report = sub.add_parser("report", help="write the markdown report of an experiment from MLflow")
+    report = sub.add_parser("report", help="write the report of an experiment (markdown, HTML, CSV, LaTeX) from MLflow")
     report.add_argument("experiment")
+    report.add_argument("--tracking-uri", default=None, metavar="URI",
+                        help="read the runs from this MLflow tracking server (e.g. http://host:5000) instead of the "
+                             "output folder's store; the report is still written under --out")
     report.set_defaults(func=cmd_report)
 
     ui = sub.add_parser("ui", help="serve the MLflow UI over the output folder's store")

@@ -31,13 +31,21 @@ SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite data
 
 @dataclass(frozen=True)
 class Store:
-    """One output folder: the MLflow sqlite file, its artifacts, the data cache and the reports."""
+    """One output folder: the MLflow sqlite file, its artifacts, the data cache and the reports. With `remote` (a
+    tracking server's URI) MLflow's runs and artifacts are read from that server instead; the folder keeps the
+    rest (reports)."""
 
     root: Path
+    remote: str | None = None
 
     @property
     def tracking_uri(self) -> str:
-        return f"sqlite:///{(self.root / 'mlflow.db').resolve()}"
+        return self.remote or f"sqlite:///{(self.root / 'mlflow.db').resolve()}"
+
+    @property
+    def where(self) -> str:
+        """How messages name where the runs are: the tracking server, or the output folder."""
+        return f"the tracking server {self.remote}" if self.remote else str(self.root)
 
     @property
     def artifact_root(self) -> str:
@@ -104,10 +112,13 @@ class Store:
         return MlflowClient(tracking_uri=self.tracking_uri)
 
     def exists(self) -> bool:
-        return (self.root / "mlflow.db").is_file()
+        return self.remote is not None or (self.root / "mlflow.db").is_file()
 
     def check_database(self) -> None:
         """An existing `mlflow.db` that is not an SQLite file is named as such, with how to recover."""
+        if self.remote is not None:
+            _check_server(self.remote)
+            return
         db = self.root / "mlflow.db"
         if not db.is_file() or db.stat().st_size == 0:
             return
@@ -145,6 +156,24 @@ class Store:
         client = self.client()
         client.search_experiments(max_results=1)  # runs the schema migrations now, in this one process
         return client
+
+
+@functools.cache
+def _check_server(uri: str) -> None:
+    """A tracking server that does not answer is named in one line at once (MLflow's own client retries for
+    minutes)."""
+    import urllib.error
+    import urllib.request
+
+    if urlparse(uri).scheme not in ("http", "https"):
+        raise AblateError(f"--tracking-uri {uri}: expected an http(s):// URI of an MLflow tracking server")
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10) as response:
+            response.read()
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise AblateError(f"cannot reach the MLflow tracking server {uri} ({reason}); is `mlflow server` running "
+                          "there?") from None
 
 
 def experiment_id(client: MlflowClient, store: Store, name: str) -> str:

@@ -25,12 +25,12 @@ def load_grid_runs(store: Store, grid: str) -> tuple[pd.DataFrame, pd.Series]:
     store.check_database()
     mlflow.set_tracking_uri(store.tracking_uri)
     if mlflow.get_experiment_by_name(grid) is None:
-        raise AblateError(f"experiment '{grid}' has no runs in {store.root}; run `ablate grid run` on it first")
+        raise AblateError(f"experiment '{grid}' has no runs in {store.where}; run `ablate grid run` on it first")
     parents = mlflow.search_runs(
         experiment_names=[grid], filter_string="tags.`ablate.kind` = 'grid'", output_format="pandas"
     )
     if parents.empty:
-        raise AblateError(f"experiment '{grid}' in {store.root} has no grid run")
+        raise AblateError(f"experiment '{grid}' in {store.where} has no grid run")
     parent = parents.iloc[0]
     children = mlflow.search_runs(
         experiment_names=[grid],

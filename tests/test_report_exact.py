@@ -1,0 +1,140 @@
+"""The report's numbers are exactly right, read from a real MLflow tracking server.
+
+A synthetic grid with known per-item results is logged to a real `mlflow server` on 127.0.0.1 (runs, metrics and
+the predictions artifact, served through the server). `ablate report EXP --tracking-uri URI` then writes the report
+into an empty output folder, and its tables must hold exactly the k/N, means, paired-bootstrap deltas (the report's
+fixed bootstrap seed) and verdicts computed here from the raw results, independently of the report's code.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import textwrap
+
+import numpy as np
+from mlflow.tracking import MlflowClient
+
+from harness.cli import main
+from harness.config.resolve import resolve
+from harness.runner import run_tags
+from harness.tracking import PARENT_TAG
+
+CATEGORIES = {"OCR": 9, "Count": 12, "Color": 7}  # items per category
+SKILL = {"lynx": 0.7, "w_cross_attn": 0.3}  # chance of a right answer per item
+
+
+def known_results(seeds: tuple[int, ...]) -> dict[tuple[str, int], dict[str, tuple[str, bool]]]:
+    """(variant, seed) -> item key -> (category, right?)."""
+    rng = np.random.default_rng(11)
+    results = {}
+    for variant, p in SKILL.items():
+        for seed in seeds:
+            results[(variant, seed)] = {f"openvqa_image-{cat}-{i:03d}": (cat, bool(rng.random() < p))
+                                        for cat, n in CATEGORIES.items() for i in range(n)}
+    return results
+
+
+def log_grid(uri: str, name: str, seeds: tuple[int, ...]) -> dict:
+    """The grid as `ablate grid run` leaves it in MLflow, logged through the server."""
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment(name)
+    results = known_results(seeds)
+    resolved = {(v, s): resolve(v, "small", seed=s) for v, s in results}
+    parent = client.create_run(exp, run_name=name, tags={
+        "ablate.kind": "grid", "ablate.grid": name, "ablate.baseline": "lynx", "ablate.scale": "small",
+        "ablate.variants": ",".join(SKILL), "ablate.seeds": ",".join(map(str, seeds)),
+        "ablate.run_keys": ",".join(r.key for r in resolved.values())}).info.run_id
+    for (variant, seed), items in results.items():
+        run = resolved[(variant, seed)]
+        run_id = client.create_run(exp, tags={**run_tags(run), PARENT_TAG: parent, "ablate.grid": name}).info.run_id
+        for cat in CATEGORIES:
+            k = sum(ok for c, ok in items.values() if c == cat)
+            n = CATEGORIES[cat]
+            for stat, value in (("k", k), ("n", n), ("acc", 100 * k / n)):
+                client.log_metric(run_id, f"eval/openvqa_image/{cat}/{stat}", value, step=10)
+        k_all = sum(ok for _, ok in items.values())
+        client.log_metric(run_id, "eval/openvqa_image/acc", 100 * k_all / len(items), step=10)
+        rows = [{"keys": key, "split": "openvqa_image", "category": cat, "question": "q?", "answer": "a",
+                 "pair_id": "", "probe": "", "prediction": "a" if ok else "b", "correct": ok}
+                for key, (cat, ok) in items.items()]
+        client.log_text(run_id, "".join(json.dumps(r) + "\n" for r in rows), "predictions.jsonl")
+        client.set_terminated(run_id, "FINISHED")
+    client.set_terminated(parent, "FINISHED")
+    return results
+
+
+def bootstrap(results, seeds: tuple[int, ...], n_boot: int = 4000) -> tuple[float, float, float]:
+    """Mean of w_cross_attn - lynx over (seed, item) pairs in points; 95% percentile interval from resampling seeds,
+    then items (the report's documented scheme: numpy's default_rng(0), seeds drawn first)."""
+    items = sorted(results[("lynx", seeds[0])])
+    d = np.array([[100.0 * (results[("w_cross_attn", s)][i][1] - results[("lynx", s)][i][1]) for i in items]
+                  for s in seeds])
+    rng = np.random.default_rng(0)
+    seed_draws = rng.integers(0, len(seeds), size=(n_boot, len(seeds)))
+    item_draws = rng.integers(0, len(items), size=(n_boot, len(items)))
+    boot = np.array([np.mean([d[s, item_draws[b]].mean() for s in seed_draws[b]]) for b in range(n_boot)])
+    low, high = np.quantile(boot, [0.025, 0.975])
+    return float(d.mean()), float(low), float(high)
+
+
+def read_table(path) -> dict[str, dict[str, str]]:
+    with open(path, encoding="utf-8") as f:
+        return {row["variant"]: row for row in csv.DictReader(f)}
+
+
+def report(tmp_path, uri: str, name: str, seeds: tuple[int, ...]) -> tuple[dict, dict]:
+    experiment = tmp_path / f"{name}.yaml"
+    experiment.write_text(textwrap.dedent(f"""\
+        name: {name}
+        scale: small
+        baseline: lynx
+        variants: [w_cross_attn]
+        seeds: {list(seeds)}
+        """))
+    out = tmp_path / "out"
+    assert main(["--out", str(out), "report", str(experiment), "--tracking-uri", uri]) == 0
+    folder = out / "reports" / name
+    assert (out / "reports" / f"{name}.html").is_file() and not (out / "mlflow.db").exists()  # MLflow only
+    return read_table(folder / "openvqa_image.csv"), read_table(folder / "verdicts.csv")
+
+
+def test_one_seed_gives_exact_k_over_n_deltas_and_verdicts(mlflow_server, tmp_path):
+    seeds = (0,)
+    results = log_grid(mlflow_server, "exact-one", seeds)
+    table, verdicts = report(tmp_path, mlflow_server, "exact-one", seeds)
+    for variant in SKILL:
+        items = results[(variant, 0)]
+        for cat, n in CATEGORIES.items():
+            assert table[variant][cat] == f"{sum(ok for c, ok in items.values() if c == cat)}/{n}"
+        assert table[variant]["overall %"] == f"{100 * sum(ok for _, ok in items.values()) / len(items):.1f}"
+    mean, low, high = bootstrap(results, seeds)
+    assert table["w_cross_attn"]["Δ vs lynx [95% CI]"] == f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]"
+    assert table["lynx"]["Δ vs lynx [95% CI]"] == "—"
+    expected = "reproduced" if high < 0 else "opposite" if low > 0 else "inconclusive"  # the paper: lower
+    assert verdicts["w_cross_attn"]["verdict"] == expected == "reproduced"
+
+
+def test_several_seeds_give_exact_means_spreads_and_intervals(mlflow_server, tmp_path):
+    seeds = (0, 1, 2)
+    results = log_grid(mlflow_server, "exact-three", seeds)
+    table, verdicts = report(tmp_path, mlflow_server, "exact-three", seeds)
+    for variant in SKILL:
+        for cat, n in CATEGORIES.items():
+            per_seed = [sum(ok for c, ok in results[(variant, s)].values() if c == cat) / n for s in seeds]
+            assert table[variant][cat] == f"{100 * np.mean(per_seed):.1f}%"
+        overall = [100 * np.mean([ok for _, ok in results[(variant, s)].values()]) for s in seeds]
+        assert table[variant]["overall %"] == f"{np.mean(overall):.1f} ± {np.std(overall, ddof=1):.1f}"
+    mean, low, high = bootstrap(results, seeds)
+    assert table["w_cross_attn"]["Δ vs lynx [95% CI]"] == f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]"
+    assert verdicts["w_cross_attn"]["Δ mechanism [95% CI]"] == f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]"
+    assert verdicts["w_cross_attn"]["verdict"] == "reproduced"
+
+
+def test_an_unreachable_tracking_server_is_one_line(tmp_path, capsys):
+    experiment = tmp_path / "e.yaml"
+    experiment.write_text("name: e\nscale: small\nbaseline: lynx\nvariants: []\n")
+    assert main(["--out", str(tmp_path), "report", str(experiment), "--tracking-uri", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ablate: error: cannot reach the MLflow tracking server http://127.0.0.1:9")
+    assert "\n" not in err
