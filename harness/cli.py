@@ -174,6 +174,28 @@ def cmd_grid_status(args) -> int:
     return 0
 
 
+def cmd_sweep_run(args) -> int:
+    from harness.config.files import parse_overrides
+    from harness.experiment import load_experiment
+    from harness.sweep import format_summaries, run_sweep
+
+    experiment = load_experiment(args.experiment, scale=args.scale)
+    summaries = run_sweep(experiment, _store(args), args.trials, parse_overrides(args.overrides), args.storage)
+    for line in format_summaries(summaries, experiment.search.metric):
+        print(line)
+    return 0
+
+
+def cmd_sweep_status(args) -> int:
+    from harness.experiment import load_experiment
+    from harness.sweep import format_summaries, sweep_status
+
+    experiment = load_experiment(args.experiment)
+    for line in format_summaries(sweep_status(experiment, _store(args), args.storage), experiment.search.metric):
+        print(line)
+    return 0
+
+
 def cmd_report(args) -> int:
     from harness.experiment import load_experiment
     from reports import write_report
@@ -359,6 +381,21 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--seeds", default=None, help="the seeds the grid was run with, if not the file's")
     status.add_argument("overrides", nargs="*", metavar="key=value", help="the overrides the grid was run with")
     status.set_defaults(func=cmd_grid_status)
+
+    sweep = sub.add_parser("sweep", help="tune the settings an experiment's search: block declares (Optuna)")
+    ssub = sweep.add_subparsers(dest="action", required=True, metavar="ACTION")
+    srun = ssub.add_parser("run", help="bring each variant's study to N finished trials (a re-run continues)")
+    srun.add_argument("experiment", help="experiment YAML with a search: block")
+    srun.add_argument("--trials", type=int, required=True, help="finished (complete or pruned) trials per variant")
+    srun.add_argument("--scale", default=None, help="override the experiment's scale")
+    srun.add_argument("--storage", default=None, metavar="URL",
+                      help="Optuna storage URL (an RDB for a cluster); default: a journal file under --out/optuna")
+    srun.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides applied to every trial")
+    srun.set_defaults(func=cmd_sweep_run)
+    sstatus = ssub.add_parser("status", help="each variant's study: trials by state, the best value and settings")
+    sstatus.add_argument("experiment", help="experiment YAML with a search: block")
+    sstatus.add_argument("--storage", default=None, metavar="URL", help="the Optuna storage URL, if not the journal")
+    sstatus.set_defaults(func=cmd_sweep_status)
 
     report = sub.add_parser("report", help="write the report of an experiment (markdown, HTML, CSV, LaTeX) from MLflow")
     report.add_argument("experiment")

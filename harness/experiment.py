@@ -8,6 +8,7 @@ variants: [wo_adapter, linear_projector]
 seeds: [0]
 workers: 1                  # parallel worker processes
 overrides: {train.max_steps: 150}   # applied to every run: the budget is identical across variants
+search: {space: {train.finetune.lr: {low: 1.0e-4, high: 1.0e-2, log: true}}}   # `ablate sweep run` only
 ```
 """
 
@@ -21,8 +22,9 @@ from typing import Any
 from harness.config.files import read_yaml
 from harness.config.resolve import ResolvedRun, resolve, verify_delta
 from harness.errors import ConfigError, did_you_mean, one_of
+from harness.search import Search, parse_search
 
-KEYS = {"name", "description", "scale", "baseline", "variants", "seeds", "workers", "overrides"}
+KEYS = {"name", "description", "scale", "baseline", "variants", "seeds", "workers", "overrides", "search"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Experiment:
     workers: int = 1
     description: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)
+    search: Search | None = None  # what `ablate sweep run` tunes (harness/search.py)
 
     @property
     def all_variants(self) -> tuple[str, ...]:
@@ -107,4 +110,5 @@ def load_experiment(path: str | Path, scale: str | None = None, workers: int | N
         workers=n_workers,
         description=str(raw.get("description", "")),
         overrides=overrides,
+        search=parse_search(raw["search"], str(path)) if "search" in raw else None,
     )

@@ -23,7 +23,7 @@ from harness.config.schema import RunConfig, StageConfig
 from harness.config.validate import to_flat_dict
 from harness.errors import AblateError
 from harness.progress import RunProgress
-from harness.resume import checkpoint_dir
+from harness.resume import checkpoint_dir, discard
 from harness.tracking import Store, finish, log_batch, mark_killed, provenance
 
 log = logging.getLogger("ablate")
@@ -71,8 +71,13 @@ def stage_image_size(config: RunConfig, stage: StageConfig) -> int:
     return v.high_res_size if stage.resolution == "high" else v.image_size
 
 
-def execute(store: Store, run_id: str, resolved: ResolvedRun, threads: int | None = None) -> dict[str, float]:
-    """Train and evaluate one resolved config into MLflow run `run_id`; mark it FINISHED or FAILED."""
+def execute(store: Store, run_id: str, resolved: ResolvedRun, threads: int | None = None,
+            stage_callbacks=None) -> dict[str, float]:
+    """Train and evaluate one resolved config into MLflow run `run_id`; mark it FINISHED or FAILED (or KILLED and
+    tagged pruned when a sweep's pruner stops it). `stage_callbacks(first_step)` gives extra Lightning callbacks
+    for each stage, told the run-wide step at which the stage's fit starts."""
+    from harness.training import Pruned
+
     client = store.client()
     client.update_run(run_id, status="RUNNING")
     log.info("  start   %s", resolved.label)
@@ -81,7 +86,12 @@ def execute(store: Store, run_id: str, resolved: ResolvedRun, threads: int | Non
     progress = RunProgress(store.locks, resolved.key, resolved.label, stages)
     progress.update(force=True)
     try:
-        metrics = _train_and_evaluate(store, client, run_id, resolved, threads, progress)
+        metrics = _train_and_evaluate(store, client, run_id, resolved, threads, progress, stage_callbacks)
+    except Pruned as stop:
+        log_batch(client, run_id, tags={"ablate.pruned": str(stop)[:5000]})
+        client.set_terminated(run_id, "KILLED")
+        discard(checkpoint_dir(store, resolved.key))  # a pruned trial is not resumed
+        raise
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C; Lightning turns one inside `fit` into SystemExit(1)
         mark_killed(client, run_id)
         raise KeyboardInterrupt from None
@@ -111,7 +121,8 @@ def build_for(config: RunConfig, store: Store):
 
 
 def _train_and_evaluate(
-    store: Store, client, run_id: str, resolved: ResolvedRun, threads: int | None, progress: RunProgress
+    store: Store, client, run_id: str, resolved: ResolvedRun, threads: int | None, progress: RunProgress,
+    stage_callbacks=None,
 ) -> dict[str, float]:
     # Heavy imports live here so `ablate variants list` and config errors stay fast.
     import lightning as L
@@ -123,7 +134,7 @@ def _train_and_evaluate(
     from harness.model import apply_freeze_policy
     from harness.model.freeze import format_freeze_table
     from harness.placement import hold_frozen_in_training_dtype, run_device, stage_strategy
-    from harness.resume import ResumePoint, capture_rng, describe_point, discard, load_point, restore_rng, save_point
+    from harness.resume import ResumePoint, capture_rng, describe_point, load_point, restore_rng, save_point
     from harness.training import MlflowMetrics, MultimodalModule, ProgressCallback, ResumePoints
 
     cfg = resolved.config
@@ -212,7 +223,8 @@ def _train_and_evaluate(
             max_steps=stage.steps - done, accelerator=cfg.train.accelerator, devices=cfg.train.devices,
             strategy=stage_strategy(cfg.train.accelerator, cfg.train.devices),
             precision=cfg.train.precision, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False, callbacks=[callback, shown, points],
+            enable_model_summary=False,
+            callbacks=[callback, shown, points, *(stage_callbacks(step_offset + done) if stage_callbacks else [])],
         )
         if resume is not None and index == resume.stage_index:
             restore_rng(resume.rng)

@@ -27,6 +27,10 @@ def warmup_linear_decay(step: int, total: int, warmup_frac: float) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
+class Pruned(Exception):  # noqa: N818 (a decision, not an error)
+    """A sweep's pruner stopped the run early: it is marked pruned, not failed (`harness/sweep.py`)."""
+
+
 class NonFiniteLoss(AblateError):
     """Training produced a NaN or infinite loss; the run is marked failed and the grid goes on."""
 

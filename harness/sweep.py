@@ -1,0 +1,237 @@
+"""Sweeps: tune the settings an experiment's `search:` block declares, with one Optuna study per variant.
+
+`ablate sweep run EXP --trials N` gives every variant of the experiment (the baseline included) its own study,
+`<experiment>/<variant>`, so each can be compared at its own best setting. A trial is one real run of the variant at
+the experiment's scale and first seed, with the experiment's overrides and the trial's sampled settings, logged to
+the MLflow experiment `<experiment>-sweep` (tags `ablate.sweep`, `ablate.study`, `ablate.trial` and
+`ablate.search_params`; the sampled settings are among its params like any other setting).
+
+- Storage: Optuna's JournalFileBackend at `<out>/optuna/<experiment>.journal` by default, or `--storage URL` (an
+  RDB URL for a cluster). A re-run continues each study up to N finished trials; a trial left RUNNING by a dead
+  process (`kill -9`) is marked failed, so a kill loses that trial only. Several `ablate sweep run` processes can
+  share one journal.
+- Pruning: every `train.log_every` steps a trial reports its training loss at the run-wide step (negated when the
+  metric is maximized, since Optuna compares intermediate values in the study's direction). The median or
+  successive-halving pruner may stop it; a pruned trial's MLflow run is KILLED and tagged `ablate.pruned`, and it
+  counts as pruned, not failed. (The training loss stands in for a validation loss, which the harness does not
+  compute during training.)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config.resolve import resolve
+from harness.errors import AblateError, ConfigError
+from harness.experiment import Experiment
+from harness.search import Search
+from harness.tracking import Store, experiment_id, log_batch
+
+log = logging.getLogger("ablate")
+
+
+@dataclass
+class StudySummary:
+    """Where one variant's study stands."""
+
+    variant: str
+    study: str
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    best_value: float | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    best_run: str = ""
+
+
+def storage_for(store: Store, experiment: Experiment, url: str | None = None):
+    """The Optuna storage: an RDB URL when given, else the journal file next to the MLflow store."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    if url:
+        return url
+    path = store.root / "optuna" / f"{experiment.name}.journal"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+def _pruner(search: Search):
+    import optuna
+
+    if search.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    if search.pruner == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    return optuna.pruners.NopPruner()
+
+
+def open_study(experiment: Experiment, variant: str, storage, pruner=None):
+    """The variant's study, created on first use and continued afterwards."""
+    import optuna
+
+    search = experiment.search
+    return optuna.create_study(
+        study_name=f"{experiment.name}/{variant}", storage=storage, load_if_exists=True,
+        direction=search.direction, sampler=optuna.samplers.TPESampler(seed=experiment.seeds[0]),
+        pruner=pruner or _pruner(search))
+
+
+def fail_stale_trials(study) -> int:
+    """Mark the trials that a dead process left RUNNING as failed; returns how many. Only call this when no other
+    process works on the study (the journal has no heartbeat)."""
+    from optuna.trial import TrialState
+
+    stale = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+    for trial in stale:
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    return len(stale)
+
+
+def _pruning_callbacks(trial, search: Search, every: int):
+    """Per stage: a Lightning callback reporting the training loss to the trial and stopping it when pruned."""
+    import lightning as L
+
+    from harness.training import Pruned
+
+    sign = -1.0 if search.direction == "maximize" else 1.0
+
+    class ReportToTrial(L.Callback):
+        def __init__(self, first_step: int) -> None:
+            self.first_step = first_step
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            step = self.first_step + trainer.global_step
+            if trainer.global_step % every:
+                return
+            loss = float(outputs["loss"].detach())
+            trial.report(sign * loss, step)
+            if trial.should_prune():
+                raise Pruned(f"pruned at step {step} (training loss {loss:.3f})")
+
+    return lambda first_step: [ReportToTrial(first_step)]
+
+
+def run_trial(study, experiment: Experiment, variant: str, store: Store, exp_id: str,
+              cli: dict[str, Any] | None = None) -> str:
+    """Ask the study for a trial, train and evaluate it as a real run, tell the study; returns its state."""
+    from optuna.trial import TrialState
+
+    from harness.grid import identified
+    from harness.runner import execute
+    from harness.training import Pruned
+
+    search = experiment.search
+    trial = study.ask()
+    params = {dim.key: dim.suggest(trial) for dim in search.space}
+    resolved = identified([resolve(variant, experiment.scale, experiment.seeds[0], experiment.overrides,
+                                   str(experiment.path), {**(cli or {}), **params})])[0]
+    client = store.client()
+    run_id = client.create_run(exp_id, run_name=f"{variant}-t{trial.number}", tags={
+        "ablate.sweep": experiment.name, "ablate.study": study.study_name,
+        "ablate.trial": str(trial.number), "ablate.variant": variant, "ablate.run_key": resolved.key,
+        "ablate.search_params": json.dumps(params, sort_keys=True)}).info.run_id
+    trial.set_user_attr("mlflow_run_id", run_id)
+    label = f"{variant} trial {trial.number} ({settings_text(params)})"
+    try:
+        metrics = execute(store, run_id, resolved, stage_callbacks=_pruning_callbacks(
+            trial, search, resolved.config.train.log_every))
+    except Pruned as stop:
+        study.tell(trial, state=TrialState.PRUNED)
+        log.info("  pruned  %s: %s", label, stop)
+        return "pruned"
+    except AblateError as err:
+        study.tell(trial, state=TrialState.FAIL)
+        log.info("  FAILED  %s: %s", label, err)
+        return "failed"
+    if search.metric not in metrics:
+        study.tell(trial, state=TrialState.FAIL)
+        log_batch(client, run_id, tags={"ablate.error": f"no metric {search.metric} (check eval.splits)"})
+        raise ConfigError(f"{experiment.path}: search.metric {search.metric} is not among the run's metrics; "
+                          f"it has e.g. {', '.join(sorted(k for k in metrics if k.startswith('eval/'))[:5])}")
+    study.tell(trial, metrics[search.metric])
+    log.info("  done    %s: %s %.2f", label, search.metric, metrics[search.metric])
+    return "complete"
+
+
+def settings_text(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def summarise(study, variant: str) -> StudySummary:
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    summary = StudySummary(variant, study.study_name,
+                           complete=sum(t.state == TrialState.COMPLETE for t in trials),
+                           pruned=sum(t.state == TrialState.PRUNED for t in trials),
+                           failed=sum(t.state == TrialState.FAIL for t in trials))
+    if summary.complete:
+        best = study.best_trial
+        summary.best_value, summary.best_params = best.value, dict(best.params)
+        summary.best_run = str(best.user_attrs.get("mlflow_run_id", ""))
+    return summary
+
+
+def run_sweep(experiment: Experiment, store: Store, trials: int, cli: dict[str, Any] | None = None,
+              storage_url: str | None = None) -> list[StudySummary]:
+    """Bring every variant's study to `trials` finished (complete or pruned) trials; returns each study's state."""
+    from harness.grid import prepare_assets
+
+    if experiment.search is None:
+        raise ConfigError(f"{experiment.path}: no 'search:' block, so there is nothing to tune; add one, e.g. "
+                          "search: {space: {train.finetune.lr: {low: 1.0e-4, high: 1.0e-2, log: true}}}")
+    if trials < 1:
+        raise ConfigError(f"--trials must be at least 1, got {trials}")
+    runs = experiment.expand(cli)  # every variant's config is valid before any trial starts
+    client = store.create()
+    exp_id = experiment_id(client, store, f"{experiment.name}-sweep")
+    prepare_assets(runs, store)
+    storage = storage_for(store, experiment, storage_url)
+    summaries = []
+    for variant in experiment.all_variants:
+        study = open_study(experiment, variant, storage)
+        if stale := fail_stale_trials(study):
+            log.info("sweep %s: %d trial(s) left running by a dead process marked failed", study.study_name, stale)
+        summary = summarise(study, variant)
+        todo = trials - summary.complete - summary.pruned
+        log.info("sweep %s: %d trials finished, %d to run", study.study_name, summary.complete + summary.pruned,
+                 max(todo, 0))
+        for _ in range(todo):
+            run_trial(study, experiment, variant, store, exp_id, cli)
+        summaries.append(summarise(study, variant))
+    return summaries
+
+
+def format_summaries(summaries: list[StudySummary], metric: str) -> list[str]:
+    """One line per study: trials by state, the best value and its settings."""
+    lines = []
+    for s in summaries:
+        best = (f"best {metric} {s.best_value:.2f} with {settings_text(s.best_params)} (MLflow run {s.best_run})"
+                if s.best_value is not None else "no complete trial yet")
+        lines.append(f"{s.variant:<24} {s.complete} complete, {s.pruned} pruned, {s.failed} failed; {best}")
+    return lines
+
+
+def sweep_status(experiment: Experiment, store: Store, storage_url: str | None = None) -> list[StudySummary]:
+    """Each variant's study as it stands, without running anything."""
+    import optuna
+
+    if experiment.search is None:
+        raise ConfigError(f"{experiment.path}: no 'search:' block")
+    journal = Path(store.root / "optuna" / f"{experiment.name}.journal")
+    if storage_url is None and not journal.is_file():
+        raise AblateError(f"no sweep of {experiment.name} in {store.root}; run `ablate sweep run` first")
+    storage = storage_for(store, experiment, storage_url)
+    summaries = []
+    for variant in experiment.all_variants:
+        try:
+            study = optuna.load_study(study_name=f"{experiment.name}/{variant}", storage=storage)
+        except KeyError:
+            continue
+        summaries.append(summarise(study, variant))
+    return summaries

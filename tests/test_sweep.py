@@ -1,0 +1,87 @@
+"""Optuna sweeps over an experiment's `search:` block: real tiny trials, a journal file, MLflow runs per trial, a
+re-run that continues, a dead process's trial marked failed, and a pruned trial tagged pruned, not failed."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from harness.cli import main
+from harness.experiment import load_experiment
+from harness.sweep import open_study, run_trial, storage_for
+from harness.tracking import experiment_id
+
+pytestmark = pytest.mark.slow
+
+SPACE = {"train.finetune.lr": {"low": 1.0e-4, "high": 1.0e-2, "log": True},
+         "model.adapter.init_scale": {"choices": [0.5, 1.0]}}
+
+
+def experiment_file(tmp_path, name: str, quick: dict, pruner: str = "none") -> str:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": name, "scale": "tiny", "baseline": "lynx", "variants": [], "seeds": [0], "overrides": quick,
+        "search": {"metric": "eval/probes/short_answer_words", "direction": "minimize", "pruner": pruner,
+                   "space": SPACE}}))
+    return str(path)
+
+
+def trials_of(store, name: str):
+    client = store.client()
+    exp = client.get_experiment_by_name(f"{name}-sweep")
+    return client.search_runs([exp.experiment_id], f"tags.`ablate.sweep` = '{name}'")
+
+
+def test_a_sweep_runs_real_trials_and_a_rerun_continues(quick_store, quick, tmp_path, capsys):
+    out, path = str(quick_store.root), experiment_file(tmp_path, "sweep-a", quick)
+    assert main(["--out", out, "sweep", "run", path, "--trials", "2"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("lynx") and "2 complete, 0 pruned, 0 failed; best eval/probes/short_answer_words" in line
+    runs = trials_of(quick_store, "sweep-a")
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+    for run in runs:  # each trial is a real run with its sampled settings
+        sampled = json.loads(run.data.tags["ablate.search_params"])
+        assert set(sampled) == set(SPACE)
+        assert float(run.data.params["train.finetune.lr"]) == pytest.approx(sampled["train.finetune.lr"])
+        assert "eval/probes/short_answer_words" in run.data.metrics
+    assert (quick_store.root / "optuna" / "sweep-a.journal").is_file()
+
+    assert main(["--out", out, "sweep", "run", path, "--trials", "2"]) == 0  # finished: nothing to run
+    assert len(trials_of(quick_store, "sweep-a")) == 2
+    capsys.readouterr()
+    assert main(["--out", out, "sweep", "run", path, "--trials", "3"]) == 0  # continues the same study
+    assert "3 complete" in capsys.readouterr().out
+    assert len(trials_of(quick_store, "sweep-a")) == 3
+    assert main(["--out", out, "sweep", "status", path]) == 0
+    assert "3 complete, 0 pruned, 0 failed" in capsys.readouterr().out
+
+
+def test_a_trial_left_running_by_a_dead_process_is_failed_and_replaced(quick_store, quick, tmp_path, capsys):
+    out, path = str(quick_store.root), experiment_file(tmp_path, "sweep-b", quick)
+    experiment = load_experiment(path)
+    study = open_study(experiment, "lynx", storage_for(quick_store, experiment))
+    study.ask()  # what `kill -9` during a trial leaves in the journal: a RUNNING trial
+    assert main(["--out", out, "sweep", "run", path, "--trials", "1"]) == 0
+    assert "1 complete, 0 pruned, 1 failed" in capsys.readouterr().out
+    states = [t.state for t in optuna.load_study(study_name="sweep-b/lynx",
+                                                 storage=storage_for(quick_store, experiment)).trials]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE]
+
+
+def test_a_pruned_trial_is_tagged_pruned_not_failed(quick_store, quick, tmp_path):
+    experiment = load_experiment(experiment_file(tmp_path, "sweep-c", {**quick, "train.log_every": 2}))
+    client = quick_store.create()
+    exp_id = experiment_id(client, quick_store, "sweep-c-sweep")
+    # Minimizing, the trial reports its training loss (about 6 for a random tiny model); this pruner stops any
+    # trial whose reported value is above 1 at its first report.
+    study = open_study(experiment, "lynx", storage_for(quick_store, experiment),
+                       pruner=optuna.pruners.ThresholdPruner(upper=1.0))
+    assert run_trial(study, experiment, "lynx", quick_store, exp_id) == "pruned"
+    assert [t.state for t in study.trials] == [TrialState.PRUNED]
+    (run,) = trials_of(quick_store, "sweep-c")
+    assert run.info.status == "KILLED" and run.data.tags["ablate.pruned"].startswith("pruned at step 2 ")
+    assert "ablate.error" not in run.data.tags
