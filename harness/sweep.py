@@ -74,6 +74,8 @@ def open_study(experiment: Experiment, variant: str, storage, pruner=None):
     """The variant's study, created on first use and continued afterwards."""
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what each trial did
+
     search = experiment.search
     return optuna.create_study(
         study_name=f"{experiment.name}/{variant}", storage=storage, load_if_exists=True,
