@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.config.schema import STAGES
+from harness.errors import AblateError
 from harness.evaluation.scoring import item_metric
 from harness.evaluation.splits import SPLITS
 from harness.experiment import Experiment
@@ -29,6 +30,7 @@ from reports.runs import (
     variant_order,
 )
 from reports.stats import Delta, expected_direction, item_table, paired_bootstrap, verdict
+from reports.sweeps import add_sweep_section, load_sweep_runs
 
 
 def _title(split: str) -> str:
@@ -199,8 +201,14 @@ class TableFiles:
 
 def write_report(experiment: Experiment, store: Store) -> Path:
     """Build the report for `experiment` from MLflow alone: `<store>/reports/<name>.md`, a self-contained
-    `<name>.html` beside it, and every table as CSV and LaTeX in `<name>/`. Returns the markdown's path."""
-    runs, parent = load_grid_runs(store, experiment.name)
+    `<name>.html` beside it, and every table as CSV and LaTeX in `<name>/`. Returns the markdown's path. An
+    experiment that was only swept (`ablate sweep run`) gets the sweep section alone."""
+    try:
+        runs, parent = load_grid_runs(store, experiment.name)
+    except AblateError:
+        if store.exists() and not load_sweep_runs(store, experiment.name).empty:
+            return _write_sweep_report(experiment, store)
+        raise
     baseline = str(parent.get("tags.ablate.baseline") or experiment.baseline)
     preferred = str(parent.get("tags.ablate.variants") or "").split(",")
     order = variant_order(runs, preferred)
@@ -270,6 +278,7 @@ def write_report(experiment: Experiment, store: Store) -> Path:
         doc.image(image, "training loss curves per design axis")
     doc.heading("Cost")
     doc.table(tables.add("cost", _cost_table(runs, order)))
+    add_sweep_section(doc, tables, store, experiment, baseline)
     doc.heading(f"What each variant changes against `{baseline}`")
     doc.paragraph(f"Every resolved setting in which the variant's runs differ from `{baseline}`'s (from the runs' "
                   "MLflow params), so a variant whose own delta sits on another parent shows that parent's change "
@@ -291,6 +300,10 @@ def write_report(experiment: Experiment, store: Store) -> Path:
         doc.bullets([f"`{row['tags.ablate.variant']}` seed {row.get('tags.ablate.seed')}: {row['status'].lower()}"
                      + (f": {row.get('tags.ablate.error')}" if isinstance(row.get("tags.ablate.error"), str) else "")
                      for _, row in failed.iterrows()])
+    return _save(doc, tables, store, experiment)
+
+
+def _save(doc: Document, tables: TableFiles, store: Store, experiment: Experiment) -> Path:
     doc.paragraph(f"Every table is also in `{tables.folder.name}/` as CSV and as a LaTeX (booktabs) tabular: "
                   + ", ".join(f"`{name}`" for name in tables.names) + ".")
     path = store.reports / f"{experiment.name}.md"
@@ -298,6 +311,17 @@ def write_report(experiment: Experiment, store: Store) -> Path:
     path.write_text(doc.markdown())
     path.with_suffix(".html").write_text(doc.html(), encoding="utf-8")
     return path
+
+
+def _write_sweep_report(experiment: Experiment, store: Store) -> Path:
+    """The report of an experiment that was swept but never run as a grid."""
+    doc = Document(f"{experiment.name}: sweep of `{experiment.baseline}` and its variants")
+    doc.paragraph(experiment.description)
+    doc.bullets([f"MLflow store `{store.tracking_uri}`, experiment `{experiment.name}-sweep`",
+                 f"generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `ablate report {experiment.path}`"])
+    tables = TableFiles(store.reports / experiment.name)
+    add_sweep_section(doc, tables, store, experiment, experiment.baseline)
+    return _save(doc, tables, store, experiment)
 
 
 def _category_deltas(comparisons: Comparisons, split: str, cats: list[str], order: list[str],

@@ -3,6 +3,7 @@ re-run that continues, a dead process's trial marked failed, and a pruned trial 
 
 from __future__ import annotations
 
+import csv
 import json
 
 import optuna
@@ -58,6 +59,15 @@ def test_a_sweep_runs_real_trials_and_a_rerun_continues(quick_store, quick, tmp_
     assert len(trials_of(quick_store, "sweep-a")) == 3
     assert main(["--out", out, "sweep", "status", path]) == 0
     assert "3 complete, 0 pruned, 0 failed" in capsys.readouterr().out
+
+    # The report of a swept experiment: each variant's best trial (here the lowest value: direction minimize).
+    assert main(["--out", out, "report", path]) == 0
+    with open(quick_store.reports / "sweep-a" / "sweep.csv", encoding="utf-8") as f:
+        (row,) = list(csv.DictReader(f))
+    values = {r.info.run_id: r.data.metrics["eval/probes/short_answer_words"] for r in trials_of(quick_store, "sweep-a")}
+    best = min(values, key=values.get)
+    assert row["variant"] == "lynx" and row["complete / pruned / failed"] == "3 / 0 / 0"
+    assert row["MLflow run"] == best and row["best eval/probes/short_answer_words"] == f"{values[best]:.2f}"
 
 
 def test_a_trial_left_running_by_a_dead_process_is_failed_and_replaced(quick_store, quick, tmp_path, capsys):
