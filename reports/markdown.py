@@ -206,7 +206,7 @@ def write_report(experiment: Experiment, store: Store) -> Path:
     try:
         runs, parent = load_grid_runs(store, experiment.name)
     except AblateError:
-        if store.exists() and not load_sweep_runs(store, experiment.name).empty:
+        if _swept(store, experiment.name):
             return _write_sweep_report(experiment, store)
         raise
     baseline = str(parent.get("tags.ablate.baseline") or experiment.baseline)
@@ -311,6 +311,15 @@ def _save(doc: Document, tables: TableFiles, store: Store, experiment: Experimen
     path.write_text(doc.markdown())
     path.with_suffix(".html").write_text(doc.html(), encoding="utf-8")
     return path
+
+
+def _swept(store: Store, name: str) -> bool:
+    """Whether a readable store holds a sweep of experiment `name`."""
+    try:
+        store.check_database()
+    except AblateError:
+        return False
+    return store.exists() and not load_sweep_runs(store, name).empty
 
 
 def _write_sweep_report(experiment: Experiment, store: Store) -> Path:
