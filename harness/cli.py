@@ -121,6 +121,22 @@ def cmd_grid_run(args) -> int:
     return 0 if outcome.ok else 1
 
 
+def cmd_grid_submit(args) -> int:
+    from harness.config.files import parse_overrides
+    from harness.experiment import load_experiment
+    from harness.grid import submit_grid
+
+    experiment = load_experiment(args.experiment, scale=args.scale, seeds=args.seeds)
+    outcome = submit_grid(experiment, _store(args), parse_overrides(args.overrides), executor=args.executor,
+                          wait=not args.no_wait, retry_failed=args.retry_failed, timeout_min=args.timeout_min,
+                          partition=args.partition)
+    print(f"{experiment.name}: {len(outcome.submitted)} submitted, {len(outcome.finished)} ran, "
+          f"{len(outcome.skipped)} skipped (already finished), {len(outcome.failed)} failed; store: {args.out}")
+    for name, reason in outcome.failed.items():
+        print(f"  failed: {name}: {reason}", file=sys.stderr)
+    return 0 if outcome.ok else 1
+
+
 def cmd_run(args) -> int:
     """One variant, no experiment file: a grid of one run named `run-VARIANT`, logged and skipped like any other."""
     from harness.config.files import parse_overrides
@@ -375,6 +391,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", action="store_true", help="run failed runs again (killed ones always are)")
     run.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides applied to every run")
     run.set_defaults(func=cmd_grid_run)
+    submit = gsub.add_parser("submit", help="send one cluster job per pending run (submitit: SLURM or local)")
+    submit.add_argument("experiment", help="experiment YAML, e.g. experiments/lynx_table3.yaml")
+    submit.add_argument("--executor", choices=("slurm", "local"), default="slurm",
+                        help="slurm (sbatch) or local (jobs as local processes; for trying it out)")
+    submit.add_argument("--scale", default=None, help="override the experiment's scale")
+    submit.add_argument("--seeds", default=None, help="override the experiment's seeds, e.g. 0,1")
+    submit.add_argument("--partition", default=None, help="SLURM partition")
+    submit.add_argument("--timeout-min", type=int, default=24 * 60, help="job time limit in minutes")
+    submit.add_argument("--no-wait", action="store_true", help="return once submitted (check with `grid status`)")
+    submit.add_argument("--retry-failed", action="store_true", help="submit failed runs again")
+    submit.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides applied to every run")
+    submit.set_defaults(func=cmd_grid_submit)
     status = gsub.add_parser("status", help="one line per run: pending, running (stage, step), done, failed, killed")
     status.add_argument("experiment", help="experiment YAML, e.g. experiments/smoke.yaml")
     status.add_argument("--scale", default=None, help="the scale the grid was run at, if not the file's")

@@ -58,6 +58,7 @@ class GridOutcome:
     rescored: list[str] = field(default_factory=list)  # finished before, scored again under new eval settings
     busy: list[str] = field(default_factory=list)  # locked by another process
     failed: dict[str, str] = field(default_factory=dict)  # label -> reason
+    submitted: dict[str, str] = field(default_factory=dict)  # label -> cluster job id (`submit_grid`)
 
     @property
     def ok(self) -> bool:
@@ -281,10 +282,14 @@ def _lock_held(store: Store, key: str) -> bool:
         return False
 
 
-def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None,
-             retry_failed: bool = False) -> GridOutcome:
-    """Resolve, then train and evaluate every missing run of `experiment` into `store`. Killed and stale runs run
-    again; failed ones only with `retry_failed` (a failure usually needs a fix first)."""
+def _rescoring(todo: list[tuple[ResolvedRun, str, bool]]) -> int:
+    return sum(only for _, _, only in todo)
+
+
+def plan_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None, retry_failed: bool = False):
+    """Resolve every run, create the grid's parent run and a SCHEDULED child per run still to do, and decide what
+    each needs; returns (client, runs, outcome so far, todo), todo holding (run, MLflow run id, score again only).
+    `run_grid` executes the todo list in local workers, `submit_grid` as cluster jobs."""
     from harness.assets import check_sources
 
     runs = experiment.expand(cli)  # every config is validated before anything is written
@@ -354,11 +359,18 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
                 client.update_run(run_id, status="SCHEDULED")
         progress_file(store.locks, run.key).unlink(missing_ok=True)  # a dead process's leftover
         todo.append((run, run_id, False))
+    return client, runs, outcome, todo
 
-    rescoring = sum(only for _, _, only in todo)
+
+def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None,
+             retry_failed: bool = False) -> GridOutcome:
+    """Resolve, then train and evaluate every missing run of `experiment` into `store`. Killed and stale runs run
+    again; failed ones only with `retry_failed` (a failure usually needs a fix first)."""
+    client, runs, outcome, todo = plan_grid(experiment, store, cli, retry_failed)
+    parent_id = outcome.parent_run_id
     log.info("grid %s: %d runs, %d already finished, %d to run%s with %d worker(s)",
-             experiment.name, len(runs), len(outcome.skipped), len(todo) - rescoring,
-             f" and {rescoring} to score again (evaluation settings changed)" if rescoring else "",
+             experiment.name, len(runs), len(outcome.skipped), len(todo) - _rescoring(todo),
+             f" and {_rescoring(todo)} to score again (evaluation settings changed)" if _rescoring(todo) else "",
              experiment.workers)
     if todo:
         prepare_assets([r for r, _, _ in todo], store, workers=max(2, experiment.workers))
@@ -404,3 +416,45 @@ def _run_all(todo: list[tuple[ResolvedRun, str, bool]], store: Store, outcome: G
         except KeyboardInterrupt:
             pool.shutdown(wait=True, cancel_futures=True)  # the workers got the Ctrl-C too and mark their runs
             raise
+
+
+def submit_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None, executor: str = "slurm",
+                wait: bool = True, retry_failed: bool = False, timeout_min: int = 24 * 60,
+                partition: str | None = None) -> GridOutcome:
+    """Send one job per pending run through submitit: SLURM, or its local executor (jobs as local processes). The
+    world and the zoo are built here first, so jobs never race on the cache; each job runs exactly what a grid
+    worker runs (lock, re-check, train or score again), so a run is never executed twice. A job asks for the
+    devices its scale preset trains on. With `wait`, each job's result is reported as it ends."""
+    import submitit
+
+    client, runs, outcome, todo = plan_grid(experiment, store, cli, retry_failed)
+    log.info("grid %s: %d runs, %d already finished, %d to submit to %s", experiment.name, len(runs),
+             len(outcome.skipped), len(todo), executor)
+    if not todo:
+        finish(client, outcome.parent_run_id, ok=outcome.ok)
+        return outcome
+    prepare_assets([r for r, _, _ in todo], store)
+    pool = submitit.AutoExecutor(folder=store.root / "submitit" / "%j", cluster=executor)
+    train = todo[0][0].config.train
+    gpus = train.devices if train.accelerator in ("gpu", "cuda", "auto") else 0
+    cpus = (os.cpu_count() or 1) if executor == "local" else 8  # the training process and its data worker
+    extra = {"slurm_partition": partition} if partition and executor == "slurm" else {}
+    pool.update_parameters(name=f"ablate-{experiment.name}", timeout_min=timeout_min, nodes=1, tasks_per_node=1,
+                           gpus_per_node=gpus, cpus_per_task=cpus, **extra)
+    jobs = [(run, pool.submit(_work, str(store.root), run_id, run, None, only)) for run, run_id, only in todo]
+    for run, job in jobs:
+        outcome.submitted[run.label] = str(job.job_id)
+        log.info("  submitted %-26s job %s", run.label, job.job_id)
+    if not wait:
+        return outcome
+    display = GridDisplay(experiment.name, total=len(runs), locks=store.locks, done=len(outcome.skipped))
+    for run, job in jobs:
+        try:
+            result = job.result()
+        except Exception as err:  # the job died (time limit, node failure, killed): its run is stale, not lost
+            result = ("failed", None, f"job {job.job_id} ended without a result ({type(err).__name__}); the next "
+                                      "grid run or submit resumes or reruns it")
+        _record(outcome, run, result, display)
+    finish(client, outcome.parent_run_id, ok=outcome.ok)
+    return outcome
+
