@@ -83,12 +83,20 @@ def open_study(experiment: Experiment, variant: str, storage, pruner=None):
         pruner=pruner or _pruner(search))
 
 
-def fail_stale_trials(study) -> int:
-    """Mark the trials that a dead process left RUNNING as failed; returns how many. Only call this when no other
-    process works on the study (the journal has no heartbeat)."""
+def _trial_lock(study_name: str, number: int) -> str:
+    """The lock-file key a trial's process holds while it runs (the journal itself has no heartbeat)."""
+    return f"trial-{study_name.replace('/', '-')}-{number}"
+
+
+def fail_stale_trials(study, store: Store) -> int:
+    """Mark the trials left RUNNING by a dead process (no process holds their lock) as failed; returns how many.
+    Trials that another live `ablate sweep run` is running are left alone."""
     from optuna.trial import TrialState
 
-    stale = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+    from harness.grid import _lock_held
+
+    stale = [t for t in study.get_trials(deepcopy=False)
+             if t.state == TrialState.RUNNING and not _lock_held(store, _trial_lock(study.study_name, t.number))]
     for trial in stale:
         study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
     return len(stale)
@@ -120,7 +128,20 @@ def _pruning_callbacks(trial, search: Search, every: int):
 
 def run_trial(study, experiment: Experiment, variant: str, store: Store, exp_id: str,
               cli: dict[str, Any] | None = None) -> str:
-    """Ask the study for a trial, train and evaluate it as a real run, tell the study; returns its state."""
+    """Ask the study for a trial, train and evaluate it as a real run, tell the study; returns its state. The
+    trial's lock is held meanwhile, so another process sees it is alive."""
+    from harness.grid import run_lock
+
+    trial = study.ask()
+    store.locks.mkdir(parents=True, exist_ok=True)
+    with run_lock(store, _trial_lock(study.study_name, trial.number), wait_s=0) as held:
+        if not held:  # cannot happen for a trial just asked for; a lock is only ever taken here
+            raise AblateError(f"trial {trial.number} of {study.study_name} is locked by another process")
+        return _run_trial(study, trial, experiment, variant, store, exp_id, cli)
+
+
+def _run_trial(study, trial, experiment: Experiment, variant: str, store: Store, exp_id: str,
+               cli: dict[str, Any] | None) -> str:
     from optuna.trial import TrialState
 
     from harness.grid import identified
@@ -128,7 +149,6 @@ def run_trial(study, experiment: Experiment, variant: str, store: Store, exp_id:
     from harness.training import Pruned
 
     search = experiment.search
-    trial = study.ask()
     params = {dim.key: dim.suggest(trial) for dim in search.space}
     resolved = identified([resolve(variant, experiment.scale, experiment.seeds[0], experiment.overrides,
                                    str(experiment.path), {**(cli or {}), **params})])[0]
@@ -197,7 +217,7 @@ def run_sweep(experiment: Experiment, store: Store, trials: int, cli: dict[str, 
     summaries = []
     for variant in experiment.all_variants:
         study = open_study(experiment, variant, storage)
-        if stale := fail_stale_trials(study):
+        if stale := fail_stale_trials(study, store):
             log.info("sweep %s: %d trial(s) left running by a dead process marked failed", study.study_name, stale)
         summary = summarise(study, variant)
         todo = trials - summary.complete - summary.pruned

@@ -13,7 +13,8 @@ from optuna.trial import TrialState
 
 from harness.cli import main
 from harness.experiment import load_experiment
-from harness.sweep import open_study, run_trial, storage_for
+from harness.grid import run_lock
+from harness.sweep import _trial_lock, fail_stale_trials, open_study, run_trial, storage_for
 from harness.tracking import experiment_id
 
 pytestmark = pytest.mark.slow
@@ -80,6 +81,11 @@ def test_a_trial_left_running_by_a_dead_process_is_failed_and_replaced(quick_sto
     states = [t.state for t in optuna.load_study(study_name="sweep-b/lynx",
                                                  storage=storage_for(quick_store, experiment)).trials]
     assert states == [TrialState.FAIL, TrialState.COMPLETE]
+
+    live = study.ask()  # a trial another live process is running: its lock is held, so it is left alone
+    with run_lock(quick_store, _trial_lock("sweep-b/lynx", live.number)) as held:
+        assert held and fail_stale_trials(study, quick_store) == 0
+    assert fail_stale_trials(study, quick_store) == 1  # its process is gone
 
 
 def test_a_pruned_trial_is_tagged_pruned_not_failed(quick_store, quick, tmp_path):
