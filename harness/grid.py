@@ -251,7 +251,7 @@ def grid_status(experiment: Experiment, store: Store, cli: dict[str, Any] | None
             state = f"killed ({_next_time(store, run.key, child.info.run_id)})"
         else:
             progress = read_progress(store.locks, run.key)
-            if _lock_held(store, run.key):
+            if lock_held(store, run.key):
                 state = f"running: {describe(progress).split(': ', 1)[1]}" if progress else "running"
             else:
                 state = (f"stale: RUNNING in MLflow but no process holds its lock "
@@ -268,7 +268,7 @@ def _next_time(store: Store, key: str, run_id: str) -> str:
     return "runs again on the next grid run"
 
 
-def _lock_held(store: Store, key: str) -> bool:
+def lock_held(store: Store, key: str) -> bool:
     """Whether a live process holds the run's lock (the lock dies with its process, so a crash leaves none)."""
     path = store.locks / f"{key}.lock"
     if not path.exists():
@@ -280,10 +280,6 @@ def _lock_held(store: Store, key: str) -> bool:
             return True
         fcntl.flock(handle, fcntl.LOCK_UN)
         return False
-
-
-def _rescoring(todo: list[tuple[ResolvedRun, str, bool]]) -> int:
-    return sum(only for _, _, only in todo)
 
 
 def plan_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None, retry_failed: bool = False):
@@ -368,9 +364,10 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
     again; failed ones only with `retry_failed` (a failure usually needs a fix first)."""
     client, runs, outcome, todo = plan_grid(experiment, store, cli, retry_failed)
     parent_id = outcome.parent_run_id
+    rescoring = sum(only for _, _, only in todo)
     log.info("grid %s: %d runs, %d already finished, %d to run%s with %d worker(s)",
-             experiment.name, len(runs), len(outcome.skipped), len(todo) - _rescoring(todo),
-             f" and {_rescoring(todo)} to score again (evaluation settings changed)" if _rescoring(todo) else "",
+             experiment.name, len(runs), len(outcome.skipped), len(todo) - rescoring,
+             f" and {rescoring} to score again (evaluation settings changed)" if rescoring else "",
              experiment.workers)
     if todo:
         prepare_assets([r for r, _, _ in todo], store, workers=max(2, experiment.workers))

@@ -11,7 +11,6 @@ run's own metrics: its results go under a `rescored/` or `blind/` prefix.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
@@ -21,7 +20,14 @@ import yaml
 from harness.config.resolve import ResolvedRun
 from harness.config.schema import RunConfig
 from harness.errors import AblateError
-from harness.runner import build_for, quiet_libraries, record_evaluation, run_benchmark, stage_image_size
+from harness.runner import (
+    build_for,
+    predictions_text,
+    quiet_libraries,
+    record_evaluation,
+    run_benchmark,
+    stage_image_size,
+)
 from harness.tracking import Store, log_batch
 
 log = logging.getLogger("ablate")
@@ -94,7 +100,9 @@ def saved_predictions(store: Store, run) -> list[dict] | None:
             path = Path(store.client().download_artifacts(run.info.run_id, PREDICTIONS))
         except Exception:
             return None
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from harness.evaluation.benchmark import read_predictions
+
+    return read_predictions(path)
 
 
 def rejudge(rows: list[dict], judge_name: str) -> tuple[dict[str, float], list[dict]]:
@@ -170,5 +178,5 @@ def evaluate_saved(store: Store, target: str, blind: bool = False, splits: str |
         prefix = "blind/" if blind else "rescored/"
         client = store.client()
         log_batch(client, run_id, metrics={prefix + k: v for k, v in metrics.items()})
-        store.log_text(client, run_id, "".join(json.dumps(r) + "\n" for r in rows), f"{prefix}{PREDICTIONS}")
+        store.log_text(client, run_id, predictions_text(rows), f"{prefix}{PREDICTIONS}")
     return metrics, rows

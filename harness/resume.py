@@ -88,23 +88,27 @@ def load_point(folder: Path, run_id: str) -> ResumePoint | None:
     return ResumePoint(**raw) if raw.get("run_id") == run_id else None
 
 
-def describe_point(folder: Path) -> str | None:
-    """'finetune step 30' for the folder's resume point (from its summary), or None."""
+def _summary(folder: Path) -> dict | None:
+    """The folder's resume-point summary, or None when it has no complete resume point."""
     try:
         summary = json.loads((folder / SUMMARY_FILE).read_text())
     except (OSError, ValueError):
         return None
-    if not (folder / RESUME_FILE).is_file():
+    return summary if (folder / RESUME_FILE).is_file() else None
+
+
+def describe_point(folder: Path) -> str | None:
+    """'finetune step 30' for the folder's resume point (from its summary), or None."""
+    summary = _summary(folder)
+    if summary is None:
         return None
     return "evaluation" if summary["stage"] == "eval" else f"{summary['stage']} step {summary['done']}"
 
 
 def resumable_by(folder: Path, run_id: str) -> bool:
     """Whether the folder's resume point belongs to MLflow run `run_id` (read from its summary)."""
-    try:
-        return json.loads((folder / SUMMARY_FILE).read_text())["run_id"] == run_id and (folder / RESUME_FILE).is_file()
-    except (OSError, ValueError, KeyError):
-        return False
+    summary = _summary(folder)
+    return summary is not None and summary.get("run_id") == run_id
 
 
 def discard(folder: Path) -> None:

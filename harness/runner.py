@@ -238,8 +238,8 @@ def _train_and_evaluate(
                                            metrics=dict(metrics), freeze_report=list(freeze_report),
                                            feature_log=dict(feature_log), rng=capture_rng()))
     store.log_text(client, run_id, "\n".join(freeze_report) + "\n", "freeze_policy.txt")
-    save_checkpoint(model, cfg, trained, checkpoint_dir(store, resolved.key))
-    log_batch(client, run_id, tags={"ablate.checkpoint": store.relative(checkpoint_dir(store, resolved.key))})
+    save_checkpoint(model, cfg, trained, folder)
+    log_batch(client, run_id, tags={"ablate.checkpoint": store.relative(folder)})
     feature_log["eval"] = stage_features(
         store.cache / "features", model, data, "eval", parse_splits(cfg.eval.splits), eval_size,
         cfg.train.precision, cfg.train.feature_cache, False, any(k.startswith("vision.") for k in trained))
@@ -264,6 +264,11 @@ def trained_steps(config: RunConfig) -> int:
     return sum(stage.steps for _, stage in config.train.stages())
 
 
+def predictions_text(rows: list[dict]) -> str:
+    """Prediction rows as the JSON lines of a `predictions.jsonl` artifact."""
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
 def record_evaluation(store: Store, client, run_id: str, resolved: ResolvedRun, metrics: dict[str, float],
                       rows: list[dict]) -> None:
     """Log one evaluation of a run: its metrics at the run's last training step (a later evaluation of the same
@@ -271,7 +276,7 @@ def record_evaluation(store: Store, client, run_id: str, resolved: ResolvedRun, 
     reports read) and as `evals/<eval key>/predictions.jsonl` (every evaluation kept), and the tags naming it.
     The tags go last: an evaluation that dies half-way leaves the old evaluation key, so the next grid run
     scores the run again."""
-    text = "".join(json.dumps(r) + "\n" for r in rows)
+    text = predictions_text(rows)
     store.log_text(client, run_id, text, f"evals/{resolved.eval_key}/predictions.jsonl")
     store.log_text(client, run_id, text, "predictions.jsonl")
     log_batch(client, run_id, metrics=metrics, step=trained_steps(resolved.config), tags={

@@ -48,6 +48,11 @@ class StudySummary:
     best_run: str = ""
 
 
+def journal_path(store: Store, experiment: Experiment) -> Path:
+    """Where an experiment's studies live by default: next to the MLflow store."""
+    return store.root / "optuna" / f"{experiment.name}.journal"
+
+
 def storage_for(store: Store, experiment: Experiment, url: str | None = None):
     """The Optuna storage: an RDB URL when given, else the journal file next to the MLflow store."""
     import optuna
@@ -55,7 +60,7 @@ def storage_for(store: Store, experiment: Experiment, url: str | None = None):
 
     if url:
         return url
-    path = store.root / "optuna" / f"{experiment.name}.journal"
+    path = journal_path(store, experiment)
     path.parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
@@ -93,10 +98,10 @@ def fail_stale_trials(study, store: Store) -> int:
     Trials that another live `ablate sweep run` is running are left alone."""
     from optuna.trial import TrialState
 
-    from harness.grid import _lock_held
+    from harness.grid import lock_held
 
     stale = [t for t in study.get_trials(deepcopy=False)
-             if t.state == TrialState.RUNNING and not _lock_held(store, _trial_lock(study.study_name, t.number))]
+             if t.state == TrialState.RUNNING and not lock_held(store, _trial_lock(study.study_name, t.number))]
     for trial in stale:
         study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
     return len(stale)
@@ -245,8 +250,7 @@ def sweep_status(experiment: Experiment, store: Store, storage_url: str | None =
 
     if experiment.search is None:
         raise ConfigError(f"{experiment.path}: no 'search:' block")
-    journal = Path(store.root / "optuna" / f"{experiment.name}.journal")
-    if storage_url is None and not journal.is_file():
+    if storage_url is None and not journal_path(store, experiment).is_file():
         raise AblateError(f"no sweep of {experiment.name} in {store.root}; run `ablate sweep run` first")
     storage = storage_for(store, experiment, storage_url)
     summaries = []

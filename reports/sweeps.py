@@ -15,6 +15,7 @@ import pandas as pd
 from harness.evaluation.scoring import item_metric
 from harness.experiment import Experiment
 from harness.search import Search
+from harness.sweep import settings_text
 from harness.tracking import Store
 from reports.runs import load_predictions
 from reports.stats import item_table, paired_bootstrap
@@ -68,8 +69,7 @@ def sweep_table(store: Store, trials: pd.DataFrame, experiment: Experiment, base
             top = best[variant]
             params = json.loads(top.get("tags.ablate.search_params") or "{}")
             row.update({f"best {search.metric}": f"{top[column]:.2f}", "MLflow run": top["run_id"],
-                        "its settings": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                                  for k, v in params.items())})
+                        "its settings": settings_text(params)})
         if deltas:
             row[f"Δ vs {baseline}'s best [95% CI]"] = "—" if variant == baseline else deltas.get(variant, "—")
         rows.append(row)
