@@ -109,10 +109,13 @@ def source_identity(config: RunConfig) -> dict[str, str]:
     return identity
 
 
-def zoo_spec(scale: str):
-    """The ZooSpec of a scale: LM and ViT architectures from the preset's roles, budgets from its `zoo` section."""
+def zoo_spec(scale: str, model: ModelConfig | None = None):
+    """The ZooSpec of a scale: LM and ViT architectures from the preset's roles, budgets from its `zoo` section.
+    With a run's `model`, the entries it loads take its architecture: a run that asks for a wider LLM gets a zoo
+    LLM of that width (built once, in its own zoo folder), never the preset's under its own name."""
     from harness.config.resolve import resolve
     from harness.zoo import ZooSpec
+    from harness.zoo.spec import LLM_ARCH_FIELDS, VISION_ARCH_FIELDS
 
     preset = load_scale(scale)
     if not preset.zoo:
@@ -120,7 +123,27 @@ def zoo_spec(scale: str):
     # The zoo's architectures are the scale's, whatever variant asks for them: one zoo serves every variant.
     large = resolve("lynx", scale, cli={"model.vision.size": "large"}).config.model
     small = resolve("lynx", scale, cli={"model.vision.size": "small"}).config.model
-    return ZooSpec(llm=large.llm, vision_large=large.vision, vision_small=small.vision, **preset.zoo)
+    spec = ZooSpec(llm=large.llm, vision_large=large.vision, vision_small=small.vision, **preset.zoo)
+    if model is None:
+        return spec
+
+    def sized(base, wanted, fields):
+        return dataclasses.replace(base, **{f: getattr(wanted, f) for f in fields})
+
+    spec.llm = sized(spec.llm, model.llm, LLM_ARCH_FIELDS)
+    if model.vision.weights == "zoo:vit-large":
+        spec.vision_large = sized(spec.vision_large, model.vision, VISION_ARCH_FIELDS)
+    elif model.vision.weights == "zoo:vit-small":
+        spec.vision_small = sized(spec.vision_small, model.vision, VISION_ARCH_FIELDS)
+    return spec
+
+
+def zoo_sizes(model: ModelConfig) -> str:
+    """The architecture fields of a run's backbones, as text: runs that differ here need different zoo folders."""
+    from harness.zoo.spec import LLM_ARCH_FIELDS, VISION_ARCH_FIELDS
+
+    return repr([getattr(model.llm, f) for f in LLM_ARCH_FIELDS] + [model.vision.weights]
+                + [getattr(model.vision, f) for f in VISION_ARCH_FIELDS])
 
 
 def zoo_dir(store: Store, scale: str, spec, world) -> Path:
@@ -156,7 +179,7 @@ def ensure_zoo(config: RunConfig, store: Store, world, tokenizer, force: bool = 
     from harness import zoo
     from harness.zoo.build import build_chains, with_dependencies
 
-    spec = zoo_spec(config.scale)
+    spec = zoo_spec(config.scale, config.model)
     folder = zoo_dir(store, config.scale, spec, world)
     wanted = with_dependencies(entries)
     if not force and all(zoo.verify_entry(folder / e) is None for e in wanted):

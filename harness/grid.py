@@ -147,15 +147,16 @@ def _work(root: str, run_id: str, run: ResolvedRun, threads: int | None,
 def prepare_assets(runs: list[ResolvedRun], store: Store, workers: int = 2) -> None:
     """Build each distinct world and the zoo entries its runs load once, before workers start, so they never race
     on the cache; independent zoo entries build in parallel processes."""
-    from harness.assets import ensure_zoo, zoo_entries
+    from harness.assets import ensure_zoo, zoo_entries, zoo_sizes
     from harness.data import build_tokenizer, build_world
     from harness.zoo import describe_zoo
 
-    groups: dict[tuple[str, str], tuple[Any, set[str]]] = {}
+    groups: dict[tuple[str, str, str], tuple[Any, set[str]]] = {}
     for run in runs:
         cfg = run.config
-        first, entries = groups.get((repr(cfg.world), cfg.scale), (cfg, set()))
-        groups[(repr(cfg.world), cfg.scale)] = (first, entries | zoo_entries(cfg.model))
+        group = (repr(cfg.world), cfg.scale, zoo_sizes(cfg.model))  # a run's sizes pick its zoo folder
+        first, entries = groups.get(group, (cfg, set()))
+        groups[group] = (first, entries | zoo_entries(cfg.model))
     for cfg, entries in groups.values():
         world = build_world(cfg.world, store.cache)
         if entries:

@@ -244,6 +244,29 @@ def test_scale_presets_give_the_zoo_budgets_and_architectures():
         zoo_spec("paper")
 
 
+def test_a_run_that_asks_for_other_sizes_gets_a_zoo_at_those_sizes(tmp_path):
+    """An override of the LLM's width builds a zoo LLM of that width; it never loads the preset's under its name."""
+    from harness.assets import zoo_sizes, zoo_spec
+    from harness.config.resolve import resolve
+
+    preset = zoo_spec("tiny")
+    lynx = resolve("lynx", "tiny").config.model
+    assert zoo_spec("tiny", lynx) == preset  # the preset's own sizes: the same spec, so the same zoo folder
+    assert zoo_spec("tiny", resolve("w_llama", "tiny").config.model) == preset
+    wide = resolve("lynx", "tiny", cli={"model.llm.hidden_size": 128, "model.llm.intermediate_size": 256}).config.model
+    spec = zoo_spec("tiny", wide)
+    assert (spec.llm.hidden_size, spec.llm.intermediate_size) == (128, 256)
+    assert spec.vision_large == preset.vision_large and zoo_sizes(wide) != zoo_sizes(lynx)
+    # Weights of other sizes than the config's are refused, whatever the source.
+    from harness.model.llm import build_llm, llm_config
+
+    small = dataclasses.replace(lynx.llm, source=str(tmp_path / "llm"))
+    AutoModelForCausalLM.from_config(llm_config(small, 100, 0, 1, 2)).save_pretrained(tmp_path / "llm")
+    assert build_llm(small, 100, 0, 1, 2).config.hidden_size == small.hidden_size
+    with pytest.raises(AblateError, match=r"model.llm.hidden_size=128 but the weights have \d+"):
+        build_llm(dataclasses.replace(small, hidden_size=128), 100, 0, 1, 2)
+
+
 def test_dialogues_use_the_harness_chat_format(built):
     from harness.data.chat import IGNORE_INDEX, encode_dialogue, encode_example
 

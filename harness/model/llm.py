@@ -57,12 +57,28 @@ def build_llm(
     if folder is None:
         return AutoModelForCausalLM.from_config(llm_config(cfg, vocab_size, pad_token_id, bos_token_id, eos_token_id))
     llm = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True)
+    check_sizes(cfg, llm.config, folder)
     if llm.get_input_embeddings().num_embeddings < vocab_size:
         raise AblateError(
             f"model.llm.source {folder} has {llm.get_input_embeddings().num_embeddings} token embeddings "
             f"but the tokenizer has {vocab_size} tokens"
         )
     return llm
+
+
+SIZE_FIELDS = {"hidden_size": "hidden_size", "intermediate_size": "intermediate_size",
+               "num_layers": "num_hidden_layers", "num_heads": "num_attention_heads"}  # ours: transformers'
+
+
+def check_sizes(cfg: LLMConfig, config: PretrainedConfig, folder: Path) -> None:
+    """Refuse weights whose sizes differ from the ones the config asks for: the run would silently be another
+    model than its config, its run key and its parameter counts say."""
+    wrong = [f"model.llm.{ours}={getattr(cfg, ours)} but the weights have {getattr(config, theirs, None)}"
+             for ours, theirs in SIZE_FIELDS.items() if getattr(config, theirs, None) != getattr(cfg, ours)]
+    if wrong:
+        raise AblateError(f"model.llm.source {folder} does not match the configured sizes: {'; '.join(wrong)}. "
+                          "Set the sizes to the checkpoint's, or use a source built at these sizes (a `zoo:` "
+                          "source is built at the run's sizes)")
 
 
 def build_llm_shape(cfg: LLMConfig, vocab_size: int) -> PreTrainedModel:
