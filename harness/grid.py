@@ -17,6 +17,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -102,6 +103,15 @@ def _on_sigint(signum, frame) -> None:
 
 def _init_worker() -> None:
     signal.signal(signal.SIGINT, _on_sigint)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="parent-watch").start()
+
+
+def _exit_with_parent(parent: int, every: float = 2.0) -> None:
+    """A worker whose grid process died (killed, or its terminal closed) exits too, instead of training on as an
+    orphan that nobody waits for. It leaves its run as a `kill -9` would: the next `grid run` resumes it."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
 
 
 def scored_as_configured(child, run: ResolvedRun) -> bool:

@@ -141,3 +141,37 @@ def test_after_kill_9_mid_stage_the_run_resumes_and_ends_as_if_never_killed(quic
         assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-5, abs=1e-6), key
     evals = {k: v for k, v in straight.data.metrics.items() if k.startswith("eval/")}
     assert evals and {k: resumed.data.metrics[k] for k in evals} == pytest.approx(evals, rel=1e-6)
+
+
+POOL_SCRIPT = """
+import multiprocessing, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from harness.grid import _init_worker
+
+def work():
+    return os.getpid()
+
+if __name__ == "__main__":
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker) as pool:
+        print(pool.submit(work).result(), flush=True)
+        time.sleep(600)
+"""
+
+
+def test_grid_workers_exit_when_the_grid_process_is_killed(tmp_path):
+    """`kill -9` of the grid process must not leave its workers training on as orphans."""
+    script = tmp_path / "pool.py"
+    script.write_text(POOL_SCRIPT)
+    grid = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = int(grid.stdout.readline())
+    os.kill(grid.pid, signal.SIGKILL)
+    grid.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail(f"worker {worker} still running 30 s after its grid process was killed")
