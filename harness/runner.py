@@ -13,7 +13,7 @@ import logging
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -25,6 +25,9 @@ from harness.errors import AblateError
 from harness.progress import RunProgress
 from harness.resume import checkpoint_dir, discard
 from harness.tracking import Store, finish, log_batch, mark_killed, provenance
+
+if TYPE_CHECKING:  # torch and Lightning load when a run starts, not when the CLI imports this module
+    from harness.training import MlflowMetrics, MultimodalModule
 
 log = logging.getLogger("ablate")
 
@@ -135,7 +138,14 @@ def _train_and_evaluate(
     from harness.model.freeze import format_freeze_table
     from harness.placement import hold_frozen_in_training_dtype, run_device, stage_strategy
     from harness.resume import ResumePoint, capture_rng, describe_point, load_point, restore_rng, save_point
-    from harness.training import MlflowMetrics, MultimodalModule, ProgressCallback, ResumePoints
+    from harness.training import (
+        MlflowMetrics,
+        MultimodalModule,
+        ProgressCallback,
+        ResumePoints,
+        peak_memory_mb,
+        reset_peak_memory,
+    )
 
     cfg = resolved.config
     if threads:
@@ -228,8 +238,11 @@ def _train_and_evaluate(
         )
         if resume is not None and index == resume.stage_index:
             restore_rng(resume.rng)
+        reset_peak_memory(module.device)
         trainer.fit(module, train_dataloaders=data.stage_dataloader(name, size, start_batch=done))
         metrics[f"time/{name}_s"] = earlier + time.perf_counter() - started
+        metrics.update(stage_cost(name, module, callback, stage.steps * cfg.train.batch_size * trainer.world_size,
+                                  started, peak_memory_mb(module.device)))
         metrics[f"train/{name}/final_loss"] = callback.last_loss
         step_offset += stage.steps
         following = stages[index + 1][0] if index + 1 < len(stages) else "eval"
@@ -252,6 +265,20 @@ def _train_and_evaluate(
     record_evaluation(store, client, run_id, resolved, eval_metrics, rows)
     discard(folder)  # the run is complete: nothing to resume
     return metrics | eval_metrics
+
+
+def stage_cost(name: str, module: MultimodalModule, callback: MlflowMetrics, samples: int, started: float,
+               peak_mb: float) -> dict[str, float]:
+    """A stage's cost metrics (`cost/<stage>/...`): training FLOPs per sample and in all (FLOPs of the first step
+    per sample x the stage's samples), visual tokens per sample, samples/s and peak memory in this process."""
+    cost = {f"cost/{name}/samples_per_s": callback.samples / max(time.perf_counter() - started, 1e-9),
+            f"cost/{name}/peak_memory_mb": peak_mb}
+    if module.cost:
+        per_sample = module.cost["train_flops_per_sample"]
+        cost |= {f"cost/{name}/train_flops_per_sample": per_sample,
+                 f"cost/{name}/train_flops": per_sample * samples,
+                 f"cost/{name}/visual_tokens": module.cost["visual_tokens"]}
+    return cost
 
 
 def last_logged_step(client, run_id: str, key: str) -> int:

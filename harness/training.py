@@ -48,6 +48,10 @@ class MultimodalModule(L.LightningModule):
         self.stage = stage
         self.weight_decay = weight_decay
         self.done, self.restore = done, restore
+        # Measured on the stage's first step: training FLOPs (forward and backward, torch's FlopCounterMode) and
+        # visual tokens the LLM reads, per sample. Counting changes no number the step computes.
+        self.cost: dict[str, float] = {}
+        self._counting: tuple | None = None
 
     def on_train_start(self) -> None:
         if self.restore:  # after Lightning built the optimizer and schedule, before the first step
@@ -55,11 +59,54 @@ class MultimodalModule(L.LightningModule):
             self.trainer.lr_scheduler_configs[0].scheduler.load_state_dict(self.restore["scheduler"])
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        out = self.model(**model_inputs(batch), labels=batch["labels"])
+        if self.cost or self._counting is not None:
+            out = self.model(**model_inputs(batch), labels=batch["labels"])
+        else:
+            out = self._counted_forward(batch)
         if not torch.isfinite(out.loss):
+            if self._counting is not None:
+                self._counting[0].__exit__(None, None, None)
+                self._counting = None
             raise NonFiniteLoss(f"non-finite training loss ({out.loss.item()}) at step {self.done + self.global_step}")
         self.log("train/loss", out.loss.detach(), batch_size=batch["frames_mask"].shape[0])
         return out.loss
+
+    def _counted_forward(self, batch: dict[str, torch.Tensor]):
+        """The forward of the first step, inside a FLOP counter that `backward` closes; visual tokens per sample
+        with an image or video, from the connector's output mask."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        seen: list[float] = []
+        has_frames = batch["frames_mask"].any(1)
+
+        def visual(module, args, output) -> None:
+            if has_frames.any():
+                seen.append(float(output[1][has_frames.to(output[1].device)].sum(1).float().mean()))
+
+        hook = self.model.connector.register_forward_hook(visual)
+        counter = FlopCounterMode(display=False)
+        counter.__enter__()
+        try:
+            out = self.model(**model_inputs(batch), labels=batch["labels"])
+        except BaseException:
+            counter.__exit__(None, None, None)
+            raise
+        finally:
+            hook.remove()
+        self._counting = (counter, batch["frames_mask"].shape[0], seen)
+        return out
+
+    def backward(self, loss: torch.Tensor, *args, **kwargs) -> None:
+        if self._counting is None:
+            return super().backward(loss, *args, **kwargs)
+        counter, samples, seen = self._counting
+        try:
+            super().backward(loss, *args, **kwargs)
+        finally:
+            counter.__exit__(None, None, None)
+            self._counting = None
+        self.cost = {"train_flops_per_sample": counter.get_total_flops() / samples,
+                     "visual_tokens": seen[0] if seen else 0.0}
 
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -73,6 +120,35 @@ class MultimodalModule(L.LightningModule):
             optimizer, lambda step: warmup_linear_decay(step, total, self.stage.warmup_frac)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak-memory window: the accelerator's allocator, or on the CPU the process's peak resident set
+    (Linux `clear_refs`; elsewhere the process's lifetime peak stands)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory since `reset_peak_memory`, in MB: allocated on the accelerator, resident on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class MlflowMetrics(L.Callback):

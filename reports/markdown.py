@@ -16,7 +16,7 @@ from harness.evaluation.splits import SPLITS
 from harness.experiment import Experiment
 from harness.tracking import Store
 from reports.document import Document
-from reports.plots import plot_deltas, plot_heatmap, plot_loss_curves, plot_overall
+from reports.plots import plot_accuracy_vs_compute, plot_deltas, plot_heatmap, plot_loss_curves, plot_overall
 from reports.runs import (
     M,
     categories,
@@ -200,8 +200,8 @@ class TableFiles:
 
 
 def write_report(experiment: Experiment, store: Store) -> Path:
-    """Build the report for `experiment` from MLflow alone: `<store>/reports/<name>.md`, a self-contained
-    `<name>.html` beside it, and every table as CSV and LaTeX in `<name>/`. Returns the markdown's path. An
+    """Build the report for `experiment` from MLflow alone, into `<store>/reports/<name>/`: `report.md`, a
+    self-contained `report.html`, every table as CSV and LaTeX, and the plots. Returns the markdown's path. An
     experiment that was only swept (`ablate sweep run`) gets the sweep section alone."""
     try:
         runs, parent = load_grid_runs(store, experiment.name)
@@ -233,7 +233,8 @@ def write_report(experiment: Experiment, store: Store) -> Path:
         f"Δ is the paired difference from `{baseline}` in points, with a 95% interval from a paired bootstrap "
         "over benchmark items and seeds. An answer counts when the judge decides it implies the reference.")
     comparisons = Comparisons(load_predictions(store, runs), baseline)
-    tables = TableFiles(store.reports / experiment.name)
+    folder = store.reports / experiment.name
+    tables = TableFiles(folder)
     verdicts = verdict_rows(runs, order, baseline, comparisons)
     if verdicts:
         counts = pd.Series([r["verdict"] for r in verdicts]).value_counts().to_dict()
@@ -250,10 +251,10 @@ def write_report(experiment: Experiment, store: Store) -> Path:
         for variant in (v for v in order if v != baseline):
             d = comparisons.delta(HEADLINE, variant)
             rows.append({"variant": variant, "axis": axes_of[variant], "delta": d.mean, "low": d.low, "high": d.high})
-        forest = plot_deltas(rows, baseline, "Open-VQA image accuracy", store.reports / f"{experiment.name}-deltas.png")
+        forest = plot_deltas(rows, baseline, "Open-VQA image accuracy", folder / "deltas.png")
         if forest is not None:
             doc.image(forest, "difference from the baseline per variant, grouped by design axis")
-    plot = plot_overall(runs, order, baseline, store.reports / f"{experiment.name}.png")
+    plot = plot_overall(runs, order, baseline, folder / "overall.png")
     if plot is not None:
         doc.image(plot, "overall accuracy per variant")
     for split in splits(runs):
@@ -262,7 +263,7 @@ def write_report(experiment: Experiment, store: Store) -> Path:
             doc.table(tables.add(split, category_table(runs, split, order, baseline, paper, comparisons)))
             heat = _category_deltas(comparisons, split, categories(runs, split), order, baseline)
             image = plot_heatmap(heat, baseline, f"{_title(split)}: Δ per category",
-                                 store.reports / f"{experiment.name}-{split}-heatmap.png")
+                                 folder / f"{split}-heatmap.png")
             if image is not None:
                 doc.image(image, f"category by variant differences from {baseline}, {split}")
         else:
@@ -272,12 +273,19 @@ def write_report(experiment: Experiment, store: Store) -> Path:
                                                          digits=2 if split == "probes" else 1)))
     curves = loss_curves(store, runs)
     image = plot_loss_curves({v: curves[v] for v in order if v in curves}, axes_of, baseline,
-                             store.reports / f"{experiment.name}-loss.png")
+                             folder / "loss.png")
     if image is not None:
         doc.heading("Training loss")
         doc.image(image, "training loss curves per design axis")
     doc.heading("Cost")
+    doc.paragraph("Means over seeds. FLOPs are counted (torch's FlopCounterMode) on each stage's first training "
+                  "step, forward and backward, and multiplied by the stage's samples; a frozen encoder read from "
+                  "the feature cache costs none. Peak memory is the training process's resident set on a CPU and "
+                  "allocated memory on an accelerator, over the stages.")
     doc.table(tables.add("cost", _cost_table(runs, order)))
+    image = plot_accuracy_vs_compute(runs, order, baseline, folder / "compute.png")
+    if image is not None:
+        doc.image(image, "accuracy against training compute per run")
     add_sweep_section(doc, tables, store, experiment, baseline)
     doc.heading(f"What each variant changes against `{baseline}`")
     doc.paragraph(f"Every resolved setting in which the variant's runs differ from `{baseline}`'s (from the runs' "
@@ -304,9 +312,9 @@ def write_report(experiment: Experiment, store: Store) -> Path:
 
 
 def _save(doc: Document, tables: TableFiles, store: Store, experiment: Experiment) -> Path:
-    doc.paragraph(f"Every table is also in `{tables.folder.name}/` as CSV and as a LaTeX (booktabs) tabular: "
+    doc.paragraph("Every table is also beside this report as CSV and as a LaTeX (booktabs) tabular: "
                   + ", ".join(f"`{name}`" for name in tables.names) + ".")
-    path = store.reports / f"{experiment.name}.md"
+    path = tables.folder / "report.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(doc.markdown())
     path.with_suffix(".html").write_text(doc.html(), encoding="utf-8")
@@ -344,18 +352,31 @@ def _category_deltas(comparisons: Comparisons, split: str, cats: list[str], orde
 
 
 def _cost_table(runs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-    """Trainable parameters and wall-clock seconds per variant (mean over seeds)."""
-    params = {label: summarise(runs, metric, order)["mean"]
-              for label, metric in (("trainable params (M)", "params/finetune/trainable"),
-                                    ("total params (M)", "params/total"))}
-    times = [summarise(runs, f"time/{s}_s", order)["mean"] for s in (*STAGES, "eval")]
+    """What each variant costs (means over seeds): parameters, visual tokens, training compute, speed, wall time per
+    stage and peak memory. Runs from before cost metrics were logged show dashes."""
+    def mean(metric: str) -> pd.Series:
+        return summarise(runs, metric, order)["mean"]
+
+    def text(value, fmt: str) -> str:
+        return "—" if pd.isna(value) else format(value, fmt)
+
+    columns = {"total params (M)": ("params/total", 1e-6, ".2f"),
+               "trainable params (M)": ("params/finetune/trainable", 1e-6, ".2f"),
+               "visual tokens": ("cost/finetune/visual_tokens", 1, ".0f"),
+               "GFLOP / sample (finetune)": ("cost/finetune/train_flops_per_sample", 1e-9, ".3g"),
+               "samples/s (finetune)": ("cost/finetune/samples_per_s", 1, ".0f")}
+    means = {label: mean(metric) * scale for label, (metric, scale, _) in columns.items()}
+    flops = [mean(f"cost/{s}/train_flops") for s in STAGES]
+    times = {s: mean(f"time/{s}_s") for s in (*STAGES, "eval")}
+    memory = [mean(f"cost/{s}/peak_memory_mb") for s in STAGES]
     rows = []
     for variant in order:
         row = {"variant": variant}
-        for label, means in params.items():
-            row[label] = "—" if pd.isna(means[variant]) else f"{means[variant] / 1e6:.2f}"
-        seconds = [t[variant] for t in times]
-        row["train s"] = f"{sum(s for s in seconds[:-1] if not pd.isna(s)):.0f}"
-        row["eval s"] = "—" if pd.isna(seconds[-1]) else f"{seconds[-1]:.0f}"
+        row |= {label: text(means[label][variant], fmt) for label, (_, _, fmt) in columns.items()}
+        spent = [f[variant] for f in flops if not pd.isna(f[variant])]
+        row["train TFLOP"] = f"{sum(spent) / 1e12:.3g}" if spent else "—"
+        row |= {f"{s} s": text(t[variant], ".0f") for s, t in times.items()}
+        peaks = [m[variant] for m in memory if not pd.isna(m[variant])]
+        row["peak memory (MB)"] = f"{max(peaks):.0f}" if peaks else "—"
         rows.append(row)
     return pd.DataFrame(rows)

@@ -136,3 +136,38 @@ def plot_loss_curves(curves: dict[str, pd.DataFrame], axes_of: dict[str, str], b
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_accuracy_vs_compute(runs: pd.DataFrame, order: list[str], baseline: str, path: Path) -> Path | None:
+    """Open-VQA image accuracy against each run's training compute (FLOPs counted on each stage's first step, times
+    its samples), one dot per run and a labelled mean per variant. None without both numbers."""
+    done = runs[runs["status"] == "FINISHED"]
+    accuracy = f"{M}eval/openvqa_image/acc"
+    flops = [c for c in done.columns if c.startswith(f"{M}cost/") and c.endswith("/train_flops")]
+    if done.empty or accuracy not in done or not flops:
+        return None
+    frame = pd.DataFrame({"variant": done["tags.ablate.variant"], "acc": done[accuracy],
+                          "tflop": done[flops].sum(axis=1, min_count=1) / 1e12}).dropna()
+    if frame.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    colours = plt.get_cmap("tab10")
+    means = frame.groupby("variant")[["tflop", "acc"]].mean()
+    for i, variant in enumerate(v for v in order if v in means.index):
+        group = frame[frame["variant"] == variant]
+        colour = "#222222" if variant == baseline else colours(i % 10)
+        ax.scatter(group["tflop"], group["acc"], color=colour, s=14, alpha=0.5)
+        ax.scatter([means.loc[variant, "tflop"]], [means.loc[variant, "acc"]], color=colour, s=60,
+                   marker="D" if variant == baseline else "o", label=variant, edgecolors="white", zorder=3)
+    if frame["tflop"].max() > 4 * frame["tflop"].min():
+        ax.set_xscale("log")
+    ax.set_xlabel("training compute per run (TFLOP, counted on each stage's first step)")
+    ax.set_ylabel("Open-VQA image accuracy (%)")
+    ax.set_title("Accuracy against training compute: small dots are runs, large markers variant means", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -70,7 +70,7 @@ def test_report_reads_the_grid_back(smoke):
     experiment, store, _ = smoke
     path = write_report(experiment, store)
     text = path.read_text()
-    assert path == store.reports / "smoke.md"
+    assert path == store.reports / "smoke" / "report.md" and path.with_name("report.html").is_file()
     lines = text.splitlines()
     start = lines.index(next(line for line in lines if line.startswith("| variant")))
     table = lines[start:lines.index("", start)]  # the first table: Open-VQA image, Table 3 layout
@@ -105,6 +105,11 @@ def test_every_report_table_is_also_csv_and_booktabs_latex(smoke):
     assert tex.startswith("\\begin{tabular}{l") and "\\toprule" in tex and "\\bottomrule" in tex
     assert "wo\\_adapter" in tex and "overall \\%" in tex and "Δ" not in tex and "$\\Delta$" in tex
     assert {p.stem for p in folder.glob("*.tex")} == {p.stem for p in folder.glob("*.csv")} >= {"openvqa_image", "cost"}
+    assert {"overall.png", "deltas.png", "compute.png", "loss.png"} <= {p.name for p in folder.glob("*.png")}
+    cost = pd.read_csv(folder / "cost.csv").set_index("variant")  # efficiency, measured while training
+    assert (cost["visual tokens"] > 0).all() and (cost["train TFLOP"] > 0).all()
+    assert (cost["samples/s (finetune)"] > 0).all() and (cost["peak memory (MB)"] > 50).all()
+    assert cost.loc["linear_projector", "visual tokens"] > cost.loc["lynx", "visual tokens"]  # every patch vs 32
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (.ci/run installs it)")

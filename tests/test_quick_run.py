@@ -21,3 +21,13 @@ def test_a_quick_run_trains_once_and_is_skipped_the_second_time(quick_store, qui
     runs = client.search_runs([exp.experiment_id], "tags.`ablate.kind` = 'run'")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert any(k.startswith("eval/probes/") for k in runs[0].data.metrics)
+    # What each stage cost: training FLOPs (first step, counted), visual tokens the LLM read, speed and memory.
+    from harness.config.resolve import resolve
+
+    metrics = runs[0].data.metrics
+    queries = resolve("wo_adapter", "tiny").config.model.connector.num_queries
+    for stage in ("pretrain", "finetune"):
+        assert metrics[f"cost/{stage}/visual_tokens"] == queries  # the resampler's tokens, for every image
+        assert metrics[f"cost/{stage}/train_flops_per_sample"] > 1e5
+        assert metrics[f"cost/{stage}/train_flops"] >= metrics[f"cost/{stage}/train_flops_per_sample"]
+        assert metrics[f"cost/{stage}/samples_per_s"] > 0 and metrics[f"cost/{stage}/peak_memory_mb"] > 50

@@ -95,7 +95,7 @@ def report(tmp_path, uri: str, name: str, seeds: tuple[int, ...]) -> tuple[dict,
     out = tmp_path / "out"
     assert main(["--out", str(out), "report", str(experiment), "--tracking-uri", uri]) == 0
     folder = out / "reports" / name
-    assert (out / "reports" / f"{name}.html").is_file() and not (out / "mlflow.db").exists()  # MLflow only
+    assert (folder / "report.html").is_file() and not (out / "mlflow.db").exists()  # MLflow only
     return read_table(folder / "openvqa_image.csv"), read_table(folder / "verdicts.csv")
 
 
