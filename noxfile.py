@@ -73,3 +73,4 @@ def bench(session: nox.Session) -> None:
     """Speed figures side by side (ratios, medians) -> BENCHMARKS.md, benchmarks/latest.json, benchmarks/RESULTS.md."""
     env = _venv(session)
     session.run(str(BIN / "python"), "benchmarks/bench.py", *session.posargs, env=env, external=True)
+    session.run(str(BIN / "python"), "benchmarks/report_speed.py", "--runs", "100", env=env, external=True)

@@ -25,11 +25,20 @@ from reports.runs import (
     load_predictions,
     loss_curves,
     paired_delta,
+    seed_table,
     splits,
     summarise,
     variant_order,
 )
-from reports.stats import Delta, expected_direction, item_table, paired_bootstrap, verdict
+from reports.stats import (
+    Delta,
+    expected_direction,
+    item_table,
+    paired_bootstrap,
+    per_variant,
+    run_records,
+    verdict,
+)
 from reports.sweeps import add_sweep_section, load_sweep_runs
 
 
@@ -44,10 +53,11 @@ def _mean(stats: pd.DataFrame, variant: str, digits: int = 1) -> str:
     return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def _delta(runs: pd.DataFrame, metric: str, variant: str, baseline: str) -> str:
+def _delta(runs: pd.DataFrame, metric: str, variant: str, baseline: str,
+           per_seed: pd.DataFrame | None = None) -> str:
     if variant == baseline:
         return "—"
-    mean, half = paired_delta(runs, metric, variant, baseline)
+    mean, half = paired_delta(runs, metric, variant, baseline, per_seed)
     if math.isnan(mean):
         return "—"
     return f"{mean:+.1f}" if math.isnan(half) else f"{mean:+.1f} (± {half:.1f})"
@@ -87,12 +97,13 @@ def metric_table(runs: pd.DataFrame, metrics: list[str], order: list[str], basel
                  digits: int = 1) -> pd.DataFrame:
     """One row per variant, one column per metric (mean ± std over seeds), Δ of the first metric."""
     stats = {metric: summarise(runs, metric, order) for metric in metrics}
+    per_seed = seed_table(runs, metrics[0])
     rows = []
     for variant in order:
         row = {"variant": variant}
         for metric in metrics:
             row[metric.split("/", 2)[-1]] = _mean(stats[metric], variant, digits)
-        row[f"Δ {metrics[0].split('/', 2)[-1]}"] = _delta(runs, metrics[0], variant, baseline)
+        row[f"Δ {metrics[0].split('/', 2)[-1]}"] = _delta(runs, metrics[0], variant, baseline, per_seed)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -122,14 +133,22 @@ class Comparisons:
         self.predictions, self.baseline = predictions, baseline
         self._tables: dict[str, pd.DataFrame] = {}
         self._deltas: dict[tuple[str, str], Delta] = {}
+        self._records: dict[str, list] = {}  # split -> run_records, shared by the split's metrics
+        self._wide: dict[str, dict[str, pd.DataFrame]] = {}  # metric -> per_variant of its table
 
     def delta(self, metric: str, variant: str) -> Delta:
         if (metric, variant) not in self._deltas:
             if metric not in self._tables:
-                empty = self.predictions.empty
-                self._tables[metric] = pd.DataFrame(columns=["variant", "seed", "item", "value"]) if empty else \
-                    item_table(self.predictions, item_metric(metric))
-            self._deltas[(metric, variant)] = paired_bootstrap(self._tables[metric], variant, self.baseline, metric)
+                if self.predictions.empty:
+                    self._tables[metric] = pd.DataFrame(columns=["variant", "seed", "item", "value"])
+                else:
+                    wanted = item_metric(metric)
+                    if wanted.split not in self._records:
+                        self._records[wanted.split] = run_records(self.predictions, wanted.split)
+                    self._tables[metric] = item_table(self.predictions, wanted, self._records[wanted.split])
+                self._wide[metric] = per_variant(self._tables[metric])
+            self._deltas[(metric, variant)] = paired_bootstrap(self._tables[metric], variant, self.baseline, metric,
+                                                               wide=self._wide[metric])
         return self._deltas[(metric, variant)]
 
 

@@ -95,13 +95,20 @@ def summarise(runs: pd.DataFrame, metric: str, order: list[str]) -> pd.DataFrame
     return stats.reindex(order)
 
 
-def paired_delta(runs: pd.DataFrame, metric: str, variant: str, baseline: str) -> tuple[float, float]:
-    """Mean difference to the baseline over seeds both ran, and a 95% t-interval half-width (nan for 1 seed)."""
+def seed_table(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One metric of the finished runs as a [seed, variant] table (empty when no run has it)."""
     column = M + metric
     done = runs[runs["status"] == "FINISHED"]
     if column not in done:
-        return math.nan, math.nan
-    by_seed = done.pivot_table(index="tags.ablate.seed", columns="tags.ablate.variant", values=column)
+        return pd.DataFrame()
+    return done.groupby(["tags.ablate.seed", "tags.ablate.variant"])[column].mean().unstack("tags.ablate.variant")
+
+
+def paired_delta(runs: pd.DataFrame, metric: str, variant: str, baseline: str,
+                 per_seed: pd.DataFrame | None = None) -> tuple[float, float]:
+    """Mean difference to the baseline over seeds both ran, and a 95% t-interval half-width (nan for 1 seed).
+    `per_seed`: the metric's `seed_table`, when comparing many variants."""
+    by_seed = seed_table(runs, metric) if per_seed is None else per_seed
     if variant not in by_seed or baseline not in by_seed:
         return math.nan, math.nan
     diff = (by_seed[variant] - by_seed[baseline]).dropna()
