@@ -20,6 +20,15 @@ def _store(args):
     return Store(Path(args.out), remote=getattr(args, "tracking_uri", None))
 
 
+def _shared_server(parser) -> None:
+    """`--tracking-uri`: several machines work on one grid through one MLflow tracking server."""
+    env = os.environ.get("MLFLOW_TRACKING_URI", "")
+    parser.add_argument("--tracking-uri", default=env if env.startswith(("http://", "https://")) else None,
+                        metavar="URI", help="an MLflow tracking server (e.g. http://host:5000; default: "
+                        "$MLFLOW_TRACKING_URI when it is one) shared by grids on several machines: each run is "
+                        "claimed atomically through it, so it executes once; without it, the output folder's store")
+
+
 def cmd_variants_list(args) -> int:
     from harness.variant import catalogue
 
@@ -390,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", default=None, help="override the experiment's seeds, e.g. 0,1")
     run.add_argument("--retry-failed", action="store_true", help="run failed runs again (killed ones always are)")
     run.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides applied to every run")
+    _shared_server(run)
     run.set_defaults(func=cmd_grid_run)
     submit = gsub.add_parser("submit", help="send one cluster job per pending run (submitit: SLURM or local)")
     submit.add_argument("experiment", help="experiment YAML, e.g. experiments/lynx_table3.yaml")
@@ -402,12 +412,14 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--no-wait", action="store_true", help="return once submitted (check with `grid status`)")
     submit.add_argument("--retry-failed", action="store_true", help="submit failed runs again")
     submit.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides applied to every run")
+    _shared_server(submit)
     submit.set_defaults(func=cmd_grid_submit)
     status = gsub.add_parser("status", help="one line per run: pending, running (stage, step), done, failed, killed")
     status.add_argument("experiment", help="experiment YAML, e.g. experiments/smoke.yaml")
     status.add_argument("--scale", default=None, help="the scale the grid was run at, if not the file's")
     status.add_argument("--seeds", default=None, help="the seeds the grid was run with, if not the file's")
     status.add_argument("overrides", nargs="*", metavar="key=value", help="the overrides the grid was run with")
+    _shared_server(status)
     status.set_defaults(func=cmd_grid_status)
 
     sweep = sub.add_parser("sweep", help="tune the settings an experiment's search: block declares (Optuna)")

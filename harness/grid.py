@@ -119,8 +119,37 @@ def scored_as_configured(child, run: ResolvedRun) -> bool:
     return child.data.tags.get("ablate.eval_key") == run.eval_key
 
 
+@contextmanager
+def execution_claim(store: Store, client, run_id: str, key: str):
+    """Yield whether this process may execute the run: always on one disk (the file lock decides), and with a
+    tracking server only for the process whose MLflow claim succeeded (`harness/claims.py`)."""
+    if store.remote is None:
+        yield True
+        return
+    from harness.claims import claimed
+
+    with claimed(client, claim_name(client.get_run(run_id).info.experiment_id, key)) as mine:
+        yield mine
+
+
+def claim_name(exp_id: str, key: str) -> str:
+    return f"{exp_id}:{key}"
+
+
+def claim_alive(client, exp_id: str, key: str, started_ms: int) -> bool:
+    """Whether a live process (on any machine) holds the execution claim of run `key`, or, when none ever claimed
+    it, whether its MLflow run (started at `started_ms`) is too young to be a dead machine's: MLflow creates a run
+    RUNNING, and another machine may be between creating it and scheduling it."""
+    from harness.claims import STALE_AFTER_S, alive, attempts
+
+    tried = attempts(client, claim_name(exp_id, key))
+    if tried:
+        return alive(tried[-1])
+    return time.time() - started_ms / 1000 < STALE_AFTER_S
+
+
 def _work(root: str, run_id: str, run: ResolvedRun, threads: int | None,
-          rescore_only: bool = False) -> tuple[str, dict[str, Any] | None, str]:
+          rescore_only: bool = False, remote: str | None = None) -> tuple[str, dict[str, Any] | None, str]:
     """Worker entry point: ('done', metrics, '') | ('rescored', metrics, how) | ('busy', None, '') |
     ('skipped', None, why) | ('failed', None, reason)."""
     global _busy
@@ -132,11 +161,12 @@ def _work(root: str, run_id: str, run: ResolvedRun, threads: int | None,
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if os.environ.get("ABLATE_VERBOSE"):
         logging.getLogger("ablate").setLevel(logging.DEBUG)
-    store = Store(Path(root))
-    with run_lock(store, run.key) as held:
-        if not held:
+    store = Store(Path(root), remote=remote)
+    client = store.client()
+    with run_lock(store, run.key) as held, execution_claim(store, client, run_id, run.key) as mine:
+        if not held or not mine:
             return "busy", None, ""
-        current = store.client().get_run(run_id)  # another process may have run it since the grid looked
+        current = client.get_run(run_id)  # another process may have run it since the grid looked
         if current.info.lifecycle_stage == "deleted" or (
                 current.info.status == "FINISHED" and (not rescore_only or scored_as_configured(current, run))):
             return "skipped", None, "finished or replaced by another process meanwhile"
@@ -315,7 +345,7 @@ def plan_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None =
         "ablate.seeds": ",".join(map(str, experiment.seeds)),
         "ablate.run_keys": ",".join(r.key for r in runs),  # what the report shows: the grid as last run
         **provenance(),
-    })
+    }, shared=store.remote is not None)
     outcome = GridOutcome(parent_id)
     existing = child_runs(client, exp_id, parent_id)
     todo: list[tuple[ResolvedRun, str, bool]] = []  # (run, MLflow run id, score again only)
@@ -339,6 +369,10 @@ def plan_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None =
                 else:  # trained already: only its evaluation settings changed
                     todo.append((run, previous.info.run_id, True))
                 continue
+            if store.remote is not None and previous is not None and previous.info.status == "RUNNING" and \
+                    claim_alive(client, exp_id, run.key, previous.info.start_time):  # another machine has it
+                outcome.busy.append(run.label)
+                continue
             retry_of = None
             folder = checkpoint_dir(store, run.key)
             if previous is not None and previous.info.status in ("RUNNING", "KILLED") and \
@@ -351,12 +385,15 @@ def plan_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None =
                 # Killed before any resume point, or failed: start afresh in a new MLflow run, so no metric step is
                 # logged twice; the old one goes to MLflow's trash (restorable).
                 retry_of = previous.info.run_id
-                client.delete_run(retry_of)
-                discard(folder)
                 previous = None
             if previous is not None:
                 run_id = previous.info.run_id
+            elif store.remote is not None and not _creates(client, exp_id, run.key, retry_of):
+                run_id = _created_elsewhere(client, exp_id, parent_id, run.key, retry_of)
             else:
+                if retry_of:
+                    client.delete_run(retry_of)
+                    discard(folder)
                 run_id = client.create_run(exp_id, run_name=f"{run.variant.name}-s{run.config.seed}", tags={
                     PARENT_TAG: parent_id, "ablate.run_key": run.key, "ablate.variant": run.variant.name,
                     "ablate.kind": "run", "ablate.grid": experiment.name,
@@ -367,6 +404,25 @@ def plan_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None =
         progress_file(store.locks, run.key).unlink(missing_ok=True)  # a dead process's leftover
         todo.append((run, run_id, False))
     return client, runs, outcome, todo
+
+
+def _creates(client, exp_id: str, key: str, replaces: str | None) -> bool:
+    """With a tracking server, whether this process is the one that creates run `key`'s MLflow run (replacing
+    `replaces`): grids on several machines plan the same runs at the same time."""
+    from harness.claims import once
+
+    return once(client, f"{claim_name(exp_id, key)}:after:{replaces or 'none'}")
+
+
+def _created_elsewhere(client, exp_id: str, parent_id: str, key: str, replaces: str | None) -> str:
+    """The MLflow run that another machine's grid created for run `key`."""
+    from harness.claims import wait_for
+
+    def find() -> str | None:
+        newest = child_runs(client, exp_id, parent_id, key).get(key)
+        return newest.info.run_id if newest is not None and newest.info.run_id != replaces else None
+
+    return wait_for(find, f"the MLflow run of {key}")
 
 
 def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None,
@@ -407,11 +463,11 @@ def _run_all(todo: list[tuple[ResolvedRun, str, bool]], store: Store, outcome: G
              threads: int | None, display: GridDisplay) -> None:
     if workers == 1:
         for run, run_id, only in todo:
-            _record(outcome, run, _work(str(store.root), run_id, run, threads, only), display)
+            _record(outcome, run, _work(str(store.root), run_id, run, threads, only, store.remote), display)
         return
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_worker) as pool:
-        futures = {pool.submit(_work, str(store.root), run_id, run, threads, only): run
+        futures = {pool.submit(_work, str(store.root), run_id, run, threads, only, store.remote): run
                    for run, run_id, only in todo}
         try:
             for future in as_completed(futures):  # report each run as it ends, not when the grid does
@@ -449,7 +505,8 @@ def submit_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None
     extra = {"slurm_partition": partition} if partition and executor == "slurm" else {}
     pool.update_parameters(name=f"ablate-{experiment.name}", timeout_min=timeout_min, nodes=1, tasks_per_node=1,
                            gpus_per_node=gpus, cpus_per_task=cpus, **extra)
-    jobs = [(run, pool.submit(_work, str(store.root), run_id, run, None, only)) for run, run_id, only in todo]
+    jobs = [(run, pool.submit(_work, str(store.root), run_id, run, None, only, store.remote))
+            for run, run_id, only in todo]
     for run, job in jobs:
         outcome.submitted[run.label] = str(job.job_id)
         log.info("  submitted %-26s job %s", run.label, job.job_id)

@@ -196,11 +196,20 @@ def find_runs(client: MlflowClient, exp_id: str, **tags: str) -> list:
     return client.search_runs([exp_id], filter_string=" and ".join(clauses), max_results=5000)
 
 
-def start_parent(client: MlflowClient, exp_id: str, grid_name: str, tags: dict[str, str]) -> str:
-    """Reuse the grid's parent run if it exists (a re-run continues it), else create it."""
-    existing = find_runs(client, exp_id, ablate__kind="grid", ablate__grid=grid_name)
-    if existing:
-        run_id = existing[0].info.run_id
+def start_parent(client: MlflowClient, exp_id: str, grid_name: str, tags: dict[str, str],
+                 shared: bool = False) -> str:
+    """Reuse the grid's parent run if it exists (a re-run continues it), else create it. `shared`: grids on
+    several machines may start at once (a tracking server), so exactly one of them creates it."""
+    from harness.claims import once, wait_for
+
+    def find() -> str | None:
+        existing = find_runs(client, exp_id, ablate__kind="grid", ablate__grid=grid_name)
+        return existing[0].info.run_id if existing else None
+
+    run_id = find()
+    if run_id is None and shared and not once(client, f"{exp_id}:{grid_name}:parent"):
+        run_id = wait_for(find, f"the parent run of grid {grid_name}")
+    if run_id is not None:
         client.update_run(run_id, status="RUNNING")
     else:
         grid_tags = {"ablate.kind": "grid", "ablate.grid": grid_name}
