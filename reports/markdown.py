@@ -321,13 +321,28 @@ def write_report(experiment: Experiment, store: Store) -> Path:
         listed = ", ".join(f"`{k}`: `{old}` → `{new}`" for k, (old, new) in diff.items()) or "nothing (same config)"
         changes.append(f"`{variant}` ({axes_of[variant]}): {listed}{note}")
     doc.bullets(changes)
-    failed = runs[runs["status"] != "FINISHED"]
-    if not failed.empty:
+    unfinished = runs[runs["status"] != "FINISHED"]
+    keys = [k for k in str(parent.get("tags.ablate.run_keys") or "").split(",") if k]
+    missing = len(set(keys) - set(runs["tags.ablate.run_key"]))
+    if not unfinished.empty or missing:
         doc.heading("Runs without results")
-        doc.bullets([f"`{row['tags.ablate.variant']}` seed {row.get('tags.ablate.seed')}: {row['status'].lower()}"
-                     + (f": {row.get('tags.ablate.error')}" if isinstance(row.get("tags.ablate.error"), str) else "")
-                     for _, row in failed.iterrows()])
+        doc.paragraph("Left out of every table above. `ablate grid status` tells a running run from a stale one "
+                      "(its process died) and says what the next `grid run` does with each.")
+        doc.bullets([f"`{row['tags.ablate.variant']}` seed {row.get('tags.ablate.seed')}: {_state(row)}"
+                     for _, row in unfinished.iterrows()]
+                    + ([f"{missing} run(s) of the grid have no MLflow run yet (never started)"] if missing else []))
     return _save(doc, tables, store, experiment)
+
+
+def _state(row: pd.Series) -> str:
+    """What an unfinished run's MLflow status means for a reader of the report."""
+    error = row.get("tags.ablate.error")
+    if isinstance(row.get("tags.ablate.pruned"), str):
+        return "pruned (stopped early by a sweep's pruner; not a failure)"
+    return {"FAILED": "failed" + (f": {error}" if isinstance(error, str) else ""),
+            "KILLED": "killed (the next `grid run` resumes or restarts it)",
+            "RUNNING": "running, or stale if its process died",
+            "SCHEDULED": "pending (not started)"}.get(row["status"], row["status"].lower())
 
 
 def _save(doc: Document, tables: TableFiles, store: Store, experiment: Experiment) -> Path:

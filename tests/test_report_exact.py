@@ -138,3 +138,30 @@ def test_an_unreachable_tracking_server_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("ablate: error: cannot reach the MLflow tracking server http://127.0.0.1:9")
     assert "\n" not in err
+
+
+def test_unfinished_runs_are_listed_as_such_and_left_out_of_the_tables(mlflow_server, tmp_path):
+    log_grid(mlflow_server, "unfinished", (0,))
+    client = MlflowClient(tracking_uri=mlflow_server)
+    exp = client.get_experiment_by_name("unfinished").experiment_id
+    parent = client.search_runs([exp], "tags.`ablate.kind` = 'grid'")[0]
+    keys = parent.data.tags["ablate.run_keys"].split(",")
+    states = {"w_llama": ("FAILED", {"ablate.error": "out of memory"}), "wo_high_res": ("KILLED", {"ablate.pruned": "1"}),
+              "w_noisy_data": ("RUNNING", {}), "wo_diverse_prompts": ("SCHEDULED", {})}
+    for variant, (status, tags) in states.items():
+        run = resolve(variant, "small", seed=0)
+        keys.append(run.key)
+        run_id = client.create_run(exp, tags={**run_tags(run), PARENT_TAG: parent.info.run_id,
+                                              "ablate.grid": "unfinished", **tags}).info.run_id
+        client.update_run(run_id, status=status)
+    client.set_tag(parent.info.run_id, "ablate.run_keys", ",".join([*keys, "0123456789ab"]))
+    table, _ = report(tmp_path, mlflow_server, "unfinished", (0,))
+    for variant in states:  # no numbers from unfinished runs: their rows are dashes
+        assert table[variant]["overall %"] == "—" and table[variant]["OCR"] == "—"
+    text = (tmp_path / "out" / "reports" / "unfinished" / "report.md").read_text()
+    section = text[text.index("## Runs without results"):]
+    assert "`w_llama` seed 0: failed: out of memory" in section
+    assert "`wo_high_res` seed 0: pruned" in section
+    assert "`w_noisy_data` seed 0: running, or stale if its process died" in section
+    assert "`wo_diverse_prompts` seed 0: pending" in section
+    assert "1 run(s) of the grid have no MLflow run yet" in section
