@@ -8,6 +8,7 @@ budget. The trained weights that are not frozen everywhere are saved so `ablate 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -77,8 +78,9 @@ def stage_image_size(config: RunConfig, stage: StageConfig) -> int:
 def execute(store: Store, run_id: str, resolved: ResolvedRun, threads: int | None = None,
             stage_callbacks=None) -> dict[str, float]:
     """Train and evaluate one resolved config into MLflow run `run_id`; mark it FINISHED or FAILED (or KILLED and
-    tagged pruned when a sweep's pruner stops it). `stage_callbacks(first_step)` gives extra Lightning callbacks
-    for each stage, told the run-wide step at which the stage's fit starts."""
+    tagged pruned when a sweep's pruner stops it). `stage_callbacks(first_step, validation)` gives extra Lightning
+    callbacks for each stage, told the run-wide step at which the stage's fit starts and handed a function that
+    returns the stage's held-out validation batches (`WorldDataModule.validation_batches`)."""
     from harness.training import Pruned
 
     client = store.client()
@@ -234,7 +236,8 @@ def _train_and_evaluate(
             strategy=stage_strategy(cfg.train.accelerator, cfg.train.devices),
             precision=cfg.train.precision, logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False,
-            callbacks=[callback, shown, points, *(stage_callbacks(step_offset + done) if stage_callbacks else [])],
+            callbacks=[callback, shown, points, *(stage_callbacks(step_offset + done, functools.partial(
+                data.validation_batches, name, size)) if stage_callbacks else [])],
         )
         if resume is not None and index == resume.stage_index:
             restore_rng(resume.rng)

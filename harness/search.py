@@ -3,7 +3,8 @@
 ```yaml
 search:
   metric: eval/openvqa_image/acc     # what a trial is scored on (default), maximized unless `direction: minimize`
-  pruner: median                     # median | halving | none: stop poor trials early on their training loss
+  pruner: median                     # median | halving | none: stop poor trials early on their validation loss
+  holdout_percent: 5                 # with a pruner: training samples held out for that loss (every trial alike)
   space:
     train.finetune.lr: {low: 1.0e-4, high: 1.0e-2, log: true}
     train.finetune.warmup_frac: {low: 0.0, high: 0.2}
@@ -25,7 +26,7 @@ from harness.errors import ConfigError, did_you_mean, one_of
 
 PRUNERS = ("median", "halving", "none")
 DIRECTIONS = ("maximize", "minimize")
-SEARCH_KEYS = {"metric", "direction", "pruner", "space"}
+SEARCH_KEYS = {"metric", "direction", "pruner", "holdout_percent", "space"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Search:
     metric: str = "eval/openvqa_image/acc"
     direction: str = "maximize"
     pruner: str = "median"
+    holdout_percent: float = 5.0  # with a pruner: share of training samples held out for its validation loss
 
 
 def parse_search(raw: Any, source: str) -> Search:
@@ -81,7 +83,11 @@ def parse_search(raw: Any, source: str) -> Search:
     if pruner not in PRUNERS:
         raise ConfigError(f"{source}: search.pruner must be one of {one_of(PRUNERS)}, got {pruner!r}"
                           f"{did_you_mean(str(pruner), PRUNERS)}")
-    return Search(dims, metric, direction, pruner)
+    holdout = raw.get("holdout_percent", Search.holdout_percent)
+    if isinstance(holdout, bool) or not isinstance(holdout, int | float) or not 0 < holdout <= 50:
+        raise ConfigError(f"{source}: search.holdout_percent must be a percentage above 0 and at most 50 (the share "
+                          f"of training samples the pruner's validation loss is measured on), got {holdout!r}")
+    return Search(dims, metric, direction, pruner, float(holdout))
 
 
 def _dimension(key: str, spec: Any, where: str) -> Dimension:

@@ -10,11 +10,11 @@ the MLflow experiment `<experiment>-sweep` (tags `ablate.sweep`, `ablate.study`,
   RDB URL for a cluster). A re-run continues each study up to N finished trials; a trial left RUNNING by a dead
   process (`kill -9`) is marked failed, so a kill loses that trial only. Several `ablate sweep run` processes can
   share one journal.
-- Pruning: every `train.log_every` steps a trial reports its training loss at the run-wide step (negated when the
-  metric is maximized, since Optuna compares intermediate values in the study's direction). The median or
-  successive-halving pruner may stop it; a pruned trial's MLflow run is KILLED and tagged `ablate.pruned`, and it
-  counts as pruned, not failed. (The training loss stands in for a validation loss, which the harness does not
-  compute during training.)
+- Pruning: every trial holds out `search.holdout_percent` of each training dataset (`data.holdout_percent`, by a
+  hash of the sample key, every trial alike) and, every `train.log_every` steps, reports its loss on fixed
+  batches of those held-out samples at the run-wide step (negated when the metric is maximized, since Optuna
+  compares intermediate values in the study's direction). The median or successive-halving pruner may stop it; a
+  pruned trial's MLflow run is KILLED and tagged `ablate.pruned`, and it counts as pruned, not failed.
 """
 
 from __future__ import annotations
@@ -108,27 +108,45 @@ def fail_stale_trials(study, store: Store) -> int:
 
 
 def _pruning_callbacks(trial, search: Search, every: int):
-    """Per stage: a Lightning callback reporting the training loss to the trial and stopping it when pruned."""
+    """Per stage: a Lightning callback reporting the validation loss (the stage's held-out batches, the same for
+    every trial) to the trial every `every` steps, and stopping the run when the pruner says so."""
     import lightning as L
+    import torch
 
+    from harness.model.mllm import model_inputs
     from harness.training import Pruned
 
     sign = -1.0 if search.direction == "maximize" else 1.0
 
     class ReportToTrial(L.Callback):
-        def __init__(self, first_step: int) -> None:
-            self.first_step = first_step
+        def __init__(self, first_step: int, validation) -> None:
+            self.first_step, self.validation, self.batches = first_step, validation, None
+
+        def loss(self, trainer, module) -> float:
+            if self.batches is None:
+                self.batches = self.validation()
+            model = module.model
+            was_training = model.training
+            model.eval()
+            total, count = 0.0, 0
+            with torch.no_grad(), trainer.precision_plugin.forward_context():
+                for batch in self.batches:
+                    batch = module.transfer_batch_to_device(batch, module.device, 0)
+                    total += float(model(**model_inputs(batch), labels=batch["labels"]).loss)
+                    count += 1
+            model.train(was_training)
+            return total / max(count, 1)
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             step = self.first_step + trainer.global_step
             if trainer.global_step % every:
                 return
-            loss = float(outputs["loss"].detach())
+            loss = self.loss(trainer, pl_module)
             trial.report(sign * loss, step)
             if trial.should_prune():
-                raise Pruned(f"pruned at step {step} (training loss {loss:.3f})")
+                raise Pruned(f"pruned at step {step} (validation loss {loss:.3f})")
 
-    return lambda first_step: [ReportToTrial(first_step)]
+    return lambda first_step, validation: [ReportToTrial(first_step, validation)]
 
 
 def run_trial(study, experiment: Experiment, variant: str, store: Store, exp_id: str,
@@ -155,8 +173,10 @@ def _run_trial(study, trial, experiment: Experiment, variant: str, store: Store,
 
     search = experiment.search
     params = {dim.key: dim.suggest(trial) for dim in search.space}
+    pruning = type(study.pruner).__name__ != "NopPruner"  # a validation loss only where something reads it
+    holdout = {"data.holdout_percent": search.holdout_percent} if pruning else {}
     resolved = identified([resolve(variant, experiment.scale, experiment.seeds[0], experiment.overrides,
-                                   str(experiment.path), {**(cli or {}), **params})])[0]
+                                   str(experiment.path), {**holdout, **(cli or {}), **params})])[0]
     client = store.client()
     run_id = client.create_run(exp_id, run_name=f"{variant}-t{trial.number}", tags={
         "ablate.sweep": experiment.name, "ablate.study": study.study_name,
@@ -166,7 +186,7 @@ def _run_trial(study, trial, experiment: Experiment, variant: str, store: Store,
     label = f"{variant} trial {trial.number} ({settings_text(params)})"
     try:
         metrics = execute(store, run_id, resolved, stage_callbacks=_pruning_callbacks(
-            trial, search, resolved.config.train.log_every))
+            trial, search, resolved.config.train.log_every) if pruning else None)
     except Pruned as stop:
         study.tell(trial, state=TrialState.PRUNED)
         log.info("  pruned  %s: %s", label, stop)

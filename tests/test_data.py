@@ -310,3 +310,19 @@ def test_the_tokenizer_is_the_same_in_every_process(tmp_path):
         out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
         vocabs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     assert vocabs[0] == vocabs[1] and len(vocabs[0]) > 100
+
+
+def test_held_out_samples_never_train_and_validation_batches_are_fixed(world, tokenizer):
+    """`data.holdout_percent` keeps a hashed share of every dataset out of training; the validation batches a
+    sweep's pruner reads come from that share only, and are the same every time."""
+    dm = make_dm(world, tokenizer, holdout_percent=20)
+    trained = {s["__key__"] for s, _ in zip(dm.endless("vqa"), range(400), strict=False)}
+    held = {s["__key__"] for s, _ in zip(dm.endless("vqa", held_out=True), range(100), strict=False)}
+    assert trained and held and not trained & held
+    everything = {s["__key__"] for s, _ in zip(make_dm(world, tokenizer).endless("vqa"), range(400), strict=False)}
+    assert held <= everything  # without a holdout, the same samples train
+    first, again = dm.validation_batches("finetune", batches=2), dm.validation_batches("finetune", batches=2)
+    assert len(first) == 2 and all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(first, again, strict=True))
+    assert all(dm.held_out(s) for s, _ in zip(dm.endless("captions", held_out=True), range(50), strict=False))
+    with pytest.raises(AblateError, match="data.holdout_percent above 0"):
+        make_dm(world, tokenizer).validation_batches("finetune")

@@ -92,12 +92,14 @@ def test_a_pruned_trial_is_tagged_pruned_not_failed(quick_store, quick, tmp_path
     experiment = load_experiment(experiment_file(tmp_path, "sweep-c", {**quick, "train.log_every": 2}))
     client = quick_store.create()
     exp_id = experiment_id(client, quick_store, "sweep-c-sweep")
-    # Minimizing, the trial reports its training loss (about 6 for a random tiny model); this pruner stops any
-    # trial whose reported value is above 1 at its first report.
+    # Minimizing, the trial reports its loss on held-out samples (about 6 for a random tiny model); this pruner
+    # stops any trial whose reported value is above 1 at its first report.
     study = open_study(experiment, "lynx", storage_for(quick_store, experiment),
                        pruner=optuna.pruners.ThresholdPruner(upper=1.0))
     assert run_trial(study, experiment, "lynx", quick_store, exp_id) == "pruned"
     assert [t.state for t in study.trials] == [TrialState.PRUNED]
     (run,) = trials_of(quick_store, "sweep-c")
-    assert run.info.status == "KILLED" and run.data.tags["ablate.pruned"].startswith("pruned at step 2 ")
+    assert run.info.status == "KILLED" and run.data.tags["ablate.pruned"].startswith("pruned at step 2 (validation")
+    assert 3 < study.trials[0].intermediate_values[2] < 10  # a loss near log(vocabulary) before any learning
+    assert run.data.params["data.holdout_percent"] == "5.0"  # held out for that loss, every trial alike
     assert "ablate.error" not in run.data.tags

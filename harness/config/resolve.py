@@ -252,6 +252,8 @@ def check_consistency(config: RunConfig) -> None:
          "data.video_frames must be between 1 and model.vision.max_frames"),
         (config.data.vqa_weight >= 0, "data.vqa_weight must not be negative"),
         (0 <= config.data.detailed_captions <= 1, "data.detailed_captions must be a share between 0 and 1"),
+        (0 <= config.data.holdout_percent <= 50,
+         f"data.holdout_percent must be a percentage between 0 and 50, got {config.data.holdout_percent}"),
         (t.pretrain.steps + t.high_res.steps + t.finetune.steps >= 1, "the stages must train at least one step"),
         (t.batch_size >= 1, f"train.batch_size must be at least 1, got {t.batch_size}"),
         (t.checkpoint_every >= 0,

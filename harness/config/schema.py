@@ -124,6 +124,9 @@ class DataConfig:
     # Share of the clean pretraining captions served as the detailed description (every object with size,
     # position and action, the sign's text) instead of the one-line caption, as dense-caption pretraining does.
     detailed_captions: float = 0.5
+    # Share (percent) of every training dataset's samples, picked by a hash of the sample's key, kept out of
+    # training: the held-out set a sweep's pruner reads the validation loss from. 0: train on everything.
+    holdout_percent: float = 0.0
 
 
 @dataclass

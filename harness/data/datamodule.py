@@ -166,19 +166,53 @@ class WorldDataModule(L.LightningDataModule):
     def shards_of(self, name: str) -> list[str]:
         return self.real_shards if name == SHARDS else self.world.shards(name)
 
-    def endless(self, name: str) -> Iterator[dict]:
-        """Raw samples of one dataset forever: each pass in a new, seeded shard and sample order."""
+    def held_out(self, raw: dict) -> bool:
+        """Whether a sample belongs to the held-out share (`data.holdout_percent`), by a hash of its key."""
+        return zlib.crc32(str(raw["__key__"]).encode()) % 10000 < self.cfg.holdout_percent * 100
+
+    def endless(self, name: str, held_out: bool = False) -> Iterator[dict]:
+        """Raw samples of one dataset forever: each pass in a new, seeded shard and sample order. Training reads
+        the samples outside the held-out share; `held_out` reads only those inside it."""
         shards, base = self.shards_of(name), self.seed * 1000003 + zlib.crc32(name.encode())
+        split = held_out or self.cfg.holdout_percent > 0
         epoch = 0
         while True:
             rng = random.Random(f"{base}/{epoch}")
             n = 0
             for sample in _shuffled(iter(shard_reader(shards, shuffle_seed=base + epoch)), SHUFFLE_BUFFER, rng):
+                if split and self.held_out(sample) != held_out:
+                    continue
                 n += 1
                 yield sample
             if n == 0:
-                raise AblateError(f"dataset '{name}' has no samples (shards: {', '.join(shards)})")
+                what = "held-out samples (raise data.holdout_percent)" if held_out else "samples"
+                raise AblateError(f"dataset '{name}' has no {what} (shards: {', '.join(shards)})")
             epoch += 1
+
+    def validation_batches(self, stage: str, image_size: int | None = None, batches: int = 4) -> list[dict]:
+        """Fixed batches of held-out samples drawn by the stage's dataset weights: the same for every trial and
+        every evaluation, so a validation loss moves only with the model."""
+        if self.cfg.holdout_percent <= 0:
+            raise AblateError("a validation loss needs held-out samples: set data.holdout_percent above 0")
+        weights = self.mixture(stage)
+        names = list(weights)
+        rng = random.Random(f"{self.seed}/{stage}/validation")
+        streams: dict[str, Iterator[dict]] = {}
+        examples = []
+        while len(examples) < batches * self.batch_size:
+            if not names:
+                raise AblateError(f"no dataset of stage {stage} has held-out samples at data.holdout_percent="
+                                  f"{self.cfg.holdout_percent}; raise it")
+            name = rng.choices(names, [weights[n] for n in names])[0]
+            if name not in streams:
+                streams[name] = self.endless(name, held_out=True)
+            try:
+                raw = next(streams[name])
+            except AblateError:  # a dataset too small to have a held-out sample: validate on the others
+                names.remove(name)
+                continue
+            examples.append(self.train_example(raw, name, image_size or self.image_size))
+        return [self.collate_train(examples[i:i + self.batch_size]) for i in range(0, len(examples), self.batch_size)]
 
     def frames(self, images: list[Image.Image], image_size: int) -> list[torch.Tensor]:
         """Image tensors of a sample: its frames subsampled to `data.video_frames` (a still image stays one)."""
