@@ -31,6 +31,9 @@ LABEL_KEYS = ("variant", "scale")  # names, not settings: excluded from the conf
 EVAL_SECTION = "eval."
 JUDGE_KEY = "eval.judge"  # a judge change re-judges the saved predictions; every other eval key regenerates them
 BOOKKEEPING_KEYS = ("train.checkpoint_every",)  # how a run is kept, not what it trains: not in the run key
+# Settings added after stores already held runs, with the value that reproduces what runs trained before them:
+# left out of the run key while they hold it, so adding a setting never makes every existing run look new.
+NEUTRAL_WHEN_ADDED = {"data.holdout_percent": 0.0}
 PRESET_SECTIONS = {"config", "roles", "zoo"}
 
 Layer = tuple[str, dict[str, Any]]
@@ -136,7 +139,8 @@ def eval_settings(config: RunConfig, judge: bool = True) -> dict[str, Any]:
 def config_hash(config: RunConfig) -> str:
     """12 hex digits identifying what a run trains: every setting, the seed included, but not its labels and not
     how it is evaluated."""
-    return _digest(training_settings(config))
+    return _digest({k: v for k, v in training_settings(config).items()
+                    if not (k in NEUTRAL_WHEN_ADDED and v == NEUTRAL_WHEN_ADDED[k])})
 
 
 def eval_hash(config: RunConfig, judge: bool = True) -> str:
