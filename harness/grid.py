@@ -396,7 +396,7 @@ def plan_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None =
                     discard(folder)
                 run_id = client.create_run(exp_id, run_name=f"{run.variant.name}-s{run.config.seed}", tags={
                     PARENT_TAG: parent_id, "ablate.run_key": run.key, "ablate.variant": run.variant.name,
-                    "ablate.kind": "run", "ablate.grid": experiment.name,
+                    "ablate.seed": str(run.config.seed), "ablate.kind": "run", "ablate.grid": experiment.name,
                     **{f"ablate.resolved.{key}": value for key, value in run.sources},
                     **({"ablate.retry_of": retry_of} if retry_of else {}),
                 }).info.run_id

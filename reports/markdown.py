@@ -28,7 +28,9 @@ from reports.runs import (
     seed_table,
     splits,
     summarise,
+    tag_text,
     variant_order,
+    variant_rows,
 )
 from reports.stats import (
     Delta,
@@ -157,11 +159,10 @@ def verdict_rows(runs: pd.DataFrame, order: list[str], baseline: str, comparison
     """One row per variant that has a paper number or a declared mechanism: the measured difference on the
     mechanism's metric and on the headline metric, each with its 95% paired-bootstrap interval, and the verdict.
     `split` measures Open-VQA image metrics on another image split (e.g. the 10x one, same metrics, more items)."""
-    first = runs.drop_duplicates("tags.ablate.variant").set_index("tags.ablate.variant")
+    first = variant_rows(runs)
 
     def tag(variant: str, name: str) -> str:
-        value = first.loc[variant].get(f"tags.ablate.{name}") if variant in first.index else None
-        return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+        return tag_text(first.loc[variant], name) if variant in first.index else ""
 
     base_paper = json.loads(tag(baseline, "paper_scores") or "{}")
     rows = []
@@ -232,10 +233,10 @@ def write_report(experiment: Experiment, store: Store) -> Path:
     preferred = str(parent.get("tags.ablate.variants") or "").split(",")
     order = variant_order(runs, preferred)
     status = runs.groupby("status").size().to_dict()
-    first = runs.drop_duplicates("tags.ablate.variant").set_index("tags.ablate.variant")
-    paper = {v: str(first.loc[v].get("tags.ablate.paper") or "") for v in order}
+    first = variant_rows(runs)
+    paper = {v: tag_text(first.loc[v], "paper") for v in order}
     paper = {v: p.split(":", 1)[-1].strip() for v, p in paper.items() if p}
-    axes_of = {v: str(first.loc[v].get("tags.ablate.axis") or "") for v in order}
+    axes_of = {v: tag_text(first.loc[v], "axis") for v in order}
     seeds = parent.get("tags.ablate.seeds", "")
 
     doc = Document(f"{experiment.name}: controlled comparison against `{baseline}`")
@@ -313,7 +314,7 @@ def write_report(experiment: Experiment, store: Store) -> Path:
     changes = []
     for variant in order:
         row = first.loc[variant]
-        note = f" — paper: {row.get('tags.ablate.paper')}" if row.get("tags.ablate.paper") else ""
+        note = f" — paper: {tag_text(row, 'paper')}" if tag_text(row, "paper") else ""
         if variant == baseline:
             changes.append(f"`{variant}` ({axes_of[variant]}): the baseline{note}")
             continue
@@ -328,7 +329,7 @@ def write_report(experiment: Experiment, store: Store) -> Path:
         doc.heading("Runs without results")
         doc.paragraph("Left out of every table above. `ablate grid status` tells a running run from a stale one "
                       "(its process died) and says what the next `grid run` does with each.")
-        doc.bullets([f"`{row['tags.ablate.variant']}` seed {row.get('tags.ablate.seed')}: {_state(row)}"
+        doc.bullets([f"`{row['tags.ablate.variant']}` seed {tag_text(row, 'seed') or '?'}: {_state(row)}"
                      for _, row in unfinished.iterrows()]
                     + ([f"{missing} run(s) of the grid have no MLflow run yet (never started)"] if missing else []))
     return _save(doc, tables, store, experiment)

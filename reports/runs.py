@@ -63,6 +63,19 @@ def _present(runs: pd.DataFrame) -> list[str]:
     return [c for c in runs.columns if runs[c].notna().any()]
 
 
+def variant_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    """One run per variant, indexed by variant, a finished one where there is one: a run that has not started
+    yet carries only the grid's bookkeeping tags, not the variant's (paper numbers, axis, mechanism)."""
+    ranked = runs.assign(_unfinished=runs["status"] != "FINISHED").sort_values("_unfinished", kind="stable")
+    return ranked.drop_duplicates("tags.ablate.variant").set_index("tags.ablate.variant")
+
+
+def tag_text(row: pd.Series, name: str) -> str:
+    """A tag of a run as text; "" when the run lacks it."""
+    value = row.get(f"tags.ablate.{name}")
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
 def variant_order(runs: pd.DataFrame, preferred: list[str]) -> list[str]:
     present = list(dict.fromkeys(runs["tags.ablate.variant"]))
     return [v for v in preferred if v in present] + sorted(set(present) - set(preferred))

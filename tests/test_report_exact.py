@@ -154,8 +154,16 @@ def test_unfinished_runs_are_listed_as_such_and_left_out_of_the_tables(mlflow_se
         run_id = client.create_run(exp, tags={**run_tags(run), PARENT_TAG: parent.info.run_id,
                                               "ablate.grid": "unfinished", **tags}).info.run_id
         client.update_run(run_id, status=status)
+    # A run the grid scheduled but no worker started carries only the grid's tags; it is the newest run of its
+    # variant, and the variant's paper note and verdict must still come from its finished run.
+    pending = resolve("w_cross_attn", "small", seed=1)
+    keys.append(pending.key)
+    run_id = client.create_run(exp, tags={PARENT_TAG: parent.info.run_id, "ablate.run_key": pending.key,
+                                          "ablate.variant": "w_cross_attn", "ablate.kind": "run"}).info.run_id
+    client.update_run(run_id, status="SCHEDULED")
     client.set_tag(parent.info.run_id, "ablate.run_keys", ",".join([*keys, "0123456789ab"]))
-    table, _ = report(tmp_path, mlflow_server, "unfinished", (0,))
+    table, verdicts = report(tmp_path, mlflow_server, "unfinished", (0,))
+    assert table["w_cross_attn"]["paper"] == "w/ cross-attn (image 31.79, video 51.35)" and "w_cross_attn" in verdicts
     for variant in states:  # no numbers from unfinished runs: their rows are dashes
         assert table[variant]["overall %"] == "—" and table[variant]["OCR"] == "—"
     text = (tmp_path / "out" / "reports" / "unfinished" / "report.md").read_text()
@@ -164,4 +172,5 @@ def test_unfinished_runs_are_listed_as_such_and_left_out_of_the_tables(mlflow_se
     assert "`wo_high_res` seed 0: pruned" in section
     assert "`w_noisy_data` seed 0: running, or stale if its process died" in section
     assert "`wo_diverse_prompts` seed 0: pending" in section
+    assert "`w_cross_attn` seed ?: pending" in section
     assert "1 run(s) of the grid have no MLflow run yet" in section
