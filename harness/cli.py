@@ -118,7 +118,16 @@ def cmd_grid_run(args) -> int:
     from harness.grid import run_grid
 
     experiment = load_experiment(args.experiment, scale=args.scale, workers=args.workers, seeds=args.seeds)
-    outcome = run_grid(experiment, _store(args), parse_overrides(args.overrides), retry_failed=args.retry_failed)
+    store = _store(args)
+    best = None
+    if args.from_sweep:
+        from harness.sweep import best_settings, settings_text
+
+        best = best_settings(experiment, store, args.storage)
+        for variant, settings in best.items():
+            print(f"{variant}: its best sweep settings, {settings_text(settings)}")
+    outcome = run_grid(experiment, store, parse_overrides(args.overrides), retry_failed=args.retry_failed,
+                       per_variant=best)
     print(
         f"{experiment.name}: {len(outcome.finished)} ran, "
         + (f"{len(outcome.rescored)} scored again (evaluation changed), " if outcome.rescored else "")
@@ -398,6 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=None, help="parallel worker processes")
     run.add_argument("--seeds", default=None, help="override the experiment's seeds, e.g. 0,1")
     run.add_argument("--retry-failed", action="store_true", help="run failed runs again (killed ones always are)")
+    run.add_argument("--from-sweep", action="store_true",
+                     help="train each variant at its own best settings from `ablate sweep run` (the report lists them "
+                          "among each variant's differences from the baseline)")
+    run.add_argument("--storage", default=None, metavar="URL", help="with --from-sweep: the sweep's Optuna storage "
+                     "URL, if not the journal under --out")
     run.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides applied to every run")
     _shared_server(run)
     run.set_defaults(func=cmd_grid_run)

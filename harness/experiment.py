@@ -47,16 +47,21 @@ class Experiment:
         """The baseline first, then the variants, without repeats."""
         return tuple(dict.fromkeys((self.baseline, *self.variants)))
 
-    def expand(self, cli: dict[str, Any] | None = None) -> list[ResolvedRun]:
-        """Resolve and verify every (variant, seed) run; any invalid one fails the grid before anything runs."""
-        def run(variant: str, seed: int) -> ResolvedRun:
-            return resolve(variant, self.scale, seed, self.overrides, str(self.path), cli)
+    def expand(self, cli: dict[str, Any] | None = None,
+               per_variant: dict[str, dict[str, Any]] | None = None) -> list[ResolvedRun]:
+        """Resolve and verify every (variant, seed) run; any invalid one fails the grid before anything runs.
+        `per_variant`: settings for one variant's runs only (each variant's best sweep settings); each delta is
+        verified without them, since they differ between variants on purpose."""
+        def run(variant: str, seed: int, own: bool = True) -> ResolvedRun:
+            mine = (per_variant or {}).get(variant, {}) if own else {}
+            return resolve(variant, self.scale, seed, self.overrides, str(self.path), {**(cli or {}), **mine})
 
         runs = [run(variant, seed) for variant in self.all_variants for seed in self.seeds]
         by_key: dict[str, ResolvedRun] = {}
         for r in runs:
             if r.variant.baseline is not None:
-                verify_delta(r, run(r.variant.baseline, r.config.seed))
+                plain = run(r.variant.name, r.config.seed, own=False) if per_variant else r
+                verify_delta(plain, run(r.variant.baseline, r.config.seed, own=False))
             if r.key in by_key:
                 raise ConfigError(
                     f"{self.path}: variants '{by_key[r.key].variant.name}' and '{r.variant.name}' resolve to the "

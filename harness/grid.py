@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import json
 import logging
 import multiprocessing
 import os
@@ -323,13 +324,14 @@ def lock_held(store: Store, key: str) -> bool:
         return False
 
 
-def plan_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None, retry_failed: bool = False):
+def plan_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None, retry_failed: bool = False,
+              per_variant: dict[str, dict[str, Any]] | None = None):
     """Resolve every run, create the grid's parent run and a SCHEDULED child per run still to do, and decide what
     each needs; returns (client, runs, outcome so far, todo), todo holding (run, MLflow run id, score again only).
     `run_grid` executes the todo list in local workers, `submit_grid` as cluster jobs."""
     from harness.assets import check_sources
 
-    runs = experiment.expand(cli)  # every config is validated before anything is written
+    runs = experiment.expand(cli, per_variant)  # every config is validated before anything is written
     for run in runs:
         check_sources(run.config)
     runs = identified(runs)
@@ -344,6 +346,7 @@ def plan_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None =
         "ablate.variants": ",".join(experiment.all_variants),
         "ablate.seeds": ",".join(map(str, experiment.seeds)),
         "ablate.run_keys": ",".join(r.key for r in runs),  # what the report shows: the grid as last run
+        "ablate.from_sweep": json.dumps(per_variant or {}, sort_keys=True),
         **provenance(),
     }, shared=store.remote is not None)
     outcome = GridOutcome(parent_id)
@@ -426,10 +429,10 @@ def _created_elsewhere(client, exp_id: str, parent_id: str, key: str, replaces: 
 
 
 def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None,
-             retry_failed: bool = False) -> GridOutcome:
+             retry_failed: bool = False, per_variant: dict[str, dict[str, Any]] | None = None) -> GridOutcome:
     """Resolve, then train and evaluate every missing run of `experiment` into `store`. Killed and stale runs run
     again; failed ones only with `retry_failed` (a failure usually needs a fix first)."""
-    client, runs, outcome, todo = plan_grid(experiment, store, cli, retry_failed)
+    client, runs, outcome, todo = plan_grid(experiment, store, cli, retry_failed, per_variant)
     parent_id = outcome.parent_run_id
     rescoring = sum(only for _, _, only in todo)
     log.info("grid %s: %d runs, %d already finished, %d to run%s with %d worker(s)",

@@ -29,7 +29,7 @@ from harness.config.resolve import resolve
 from harness.errors import AblateError, ConfigError
 from harness.experiment import Experiment
 from harness.search import Search
-from harness.tracking import Store, experiment_id, log_batch
+from harness.tracking import PARENT_TAG, Store, experiment_id, find_runs, finish, log_batch, provenance, start_parent
 
 log = logging.getLogger("ablate")
 
@@ -150,7 +150,7 @@ def _pruning_callbacks(trial, search: Search, every: int):
 
 
 def run_trial(study, experiment: Experiment, variant: str, store: Store, exp_id: str,
-              cli: dict[str, Any] | None = None) -> str:
+              cli: dict[str, Any] | None = None, parent_id: str | None = None) -> str:
     """Ask the study for a trial, train and evaluate it as a real run, tell the study; returns its state. The
     trial's lock is held meanwhile, so another process sees it is alive."""
     from harness.grid import run_lock
@@ -160,11 +160,11 @@ def run_trial(study, experiment: Experiment, variant: str, store: Store, exp_id:
     with run_lock(store, _trial_lock(study.study_name, trial.number), wait_s=0) as held:
         if not held:  # cannot happen for a trial just asked for; a lock is only ever taken here
             raise AblateError(f"trial {trial.number} of {study.study_name} is locked by another process")
-        return _run_trial(study, trial, experiment, variant, store, exp_id, cli)
+        return _run_trial(study, trial, experiment, variant, store, exp_id, cli, parent_id)
 
 
 def _run_trial(study, trial, experiment: Experiment, variant: str, store: Store, exp_id: str,
-               cli: dict[str, Any] | None) -> str:
+               cli: dict[str, Any] | None, parent_id: str | None = None) -> str:
     from optuna.trial import TrialState
 
     from harness.grid import identified
@@ -179,6 +179,7 @@ def _run_trial(study, trial, experiment: Experiment, variant: str, store: Store,
                                    str(experiment.path), {**holdout, **(cli or {}), **params})])[0]
     client = store.client()
     run_id = client.create_run(exp_id, run_name=f"{variant}-t{trial.number}", tags={
+        **({PARENT_TAG: parent_id} if parent_id else {}), "ablate.kind": "trial",
         "ablate.sweep": experiment.name, "ablate.study": study.study_name,
         "ablate.trial": str(trial.number), "ablate.variant": variant, "ablate.run_key": resolved.key,
         "ablate.search_params": json.dumps(params, sort_keys=True)}).info.run_id
@@ -237,6 +238,10 @@ def run_sweep(experiment: Experiment, store: Store, trials: int, cli: dict[str, 
     runs = experiment.expand(cli)  # every variant's config is valid before any trial starts
     client = store.create()
     exp_id = experiment_id(client, store, f"{experiment.name}-sweep")
+    parent_id = start_parent(client, exp_id, experiment.name, kind="sweep", tags={
+        "ablate.experiment_file": str(experiment.path), "ablate.variants": ",".join(experiment.all_variants),
+        "ablate.search": json.dumps({d.key: d.__dict__ for d in experiment.search.space}, default=str),
+        "ablate.metric": experiment.search.metric, **provenance()})
     prepare_assets(runs, store)
     storage = storage_for(store, experiment, storage_url)
     summaries = []
@@ -249,9 +254,41 @@ def run_sweep(experiment: Experiment, store: Store, trials: int, cli: dict[str, 
         log.info("sweep %s: %d trials finished, %d to run", study.study_name, summary.complete + summary.pruned,
                  max(todo, 0))
         for _ in range(todo):
-            run_trial(study, experiment, variant, store, exp_id, cli)
+            run_trial(study, experiment, variant, store, exp_id, cli, parent_id)
         summaries.append(summarise(study, variant))
+        tag_best(client, exp_id, study.study_name, summaries[-1].best_run)
+    finish(client, parent_id, ok=True)
     return summaries
+
+
+def tag_best(client, exp_id: str, study_name: str, best_run: str | None) -> None:
+    """Tag the MLflow run of a study's best trial `ablate.best=true`, and only that one."""
+    for run in find_runs(client, exp_id, ablate__study=study_name, ablate__best="true"):
+        if run.info.run_id != best_run:
+            client.delete_tag(run.info.run_id, "ablate.best")
+    if best_run:
+        client.set_tag(best_run, "ablate.best", "true")
+
+
+def best_settings(experiment: Experiment, store: Store, storage_url: str | None = None) -> dict[str, dict]:
+    """Each variant's best trial settings from its study (`grid run --from-sweep`); a variant without a complete
+    trial is an error that says so."""
+    import optuna
+
+    if experiment.search is None:
+        raise ConfigError(f"{experiment.path}: --from-sweep needs a 'search:' block and a sweep of it")
+    if storage_url is None and not journal_path(store, experiment).is_file():
+        raise AblateError(f"no sweep of {experiment.name} in {store.root}; run `ablate sweep run` first")
+    storage = storage_for(store, experiment, storage_url)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    settings = {}
+    for variant in experiment.all_variants:
+        summary = summarise(open_study(experiment, variant, storage), variant)
+        if summary.best_value is None:
+            raise AblateError(f"variant {variant} has no complete trial in the sweep of {experiment.name}; run "
+                              "`ablate sweep run` until every variant has one")
+        settings[variant] = summary.best_params
+    return settings
 
 
 def format_summaries(summaries: list[StudySummary], metric: str) -> list[str]:

@@ -197,13 +197,14 @@ def find_runs(client: MlflowClient, exp_id: str, **tags: str) -> list:
 
 
 def start_parent(client: MlflowClient, exp_id: str, grid_name: str, tags: dict[str, str],
-                 shared: bool = False) -> str:
-    """Reuse the grid's parent run if it exists (a re-run continues it), else create it. `shared`: grids on
-    several machines may start at once (a tracking server), so exactly one of them creates it."""
+                 shared: bool = False, kind: str = "grid") -> str:
+    """Reuse the grid's (or with `kind="sweep"`, the sweep's) parent run if it exists (a re-run continues it), else
+    create it. `shared`: grids on several machines may start at once (a tracking server), so exactly one of them
+    creates it."""
     from harness.claims import once, wait_for
 
     def find() -> str | None:
-        existing = find_runs(client, exp_id, ablate__kind="grid", ablate__grid=grid_name)
+        existing = find_runs(client, exp_id, ablate__kind=kind, ablate__grid=grid_name)
         return existing[0].info.run_id if existing else None
 
     run_id = find()
@@ -212,7 +213,7 @@ def start_parent(client: MlflowClient, exp_id: str, grid_name: str, tags: dict[s
     if run_id is not None:
         client.update_run(run_id, status="RUNNING")
     else:
-        grid_tags = {"ablate.kind": "grid", "ablate.grid": grid_name}
+        grid_tags = {"ablate.kind": kind, "ablate.grid": grid_name}
         run_id = client.create_run(exp_id, run_name=grid_name, tags=grid_tags).info.run_id
     log_batch(client, run_id, tags=tags)
     return run_id

@@ -50,7 +50,10 @@ def sweep_table(store: Store, trials: pd.DataFrame, experiment: Experiment, base
     if column in trials:
         for variant, group in trials.groupby("tags.ablate.variant", sort=False):
             done = group[(group["state"] == "complete") & group[column].notna()]
-            if not done.empty:
+            tagged = done[done.get("tags.ablate.best", pd.Series(index=done.index, dtype=object)) == "true"]
+            if not tagged.empty:  # the study's own choice (ties go to its first trial)
+                best[str(variant)] = tagged.iloc[0]
+            elif not done.empty:
                 at = done[column].idxmax() if search.direction == "maximize" else done[column].idxmin()
                 best[str(variant)] = done.loc[at]
     deltas = _best_deltas(store, best, search.metric, baseline)

@@ -66,9 +66,26 @@ def test_a_sweep_runs_real_trials_and_a_rerun_continues(quick_store, quick, tmp_
     with open(quick_store.reports / "sweep-a" / "sweep.csv", encoding="utf-8") as f:
         (row,) = list(csv.DictReader(f))
     values = {r.info.run_id: r.data.metrics["eval/probes/short_answer_words"] for r in trials_of(quick_store, "sweep-a")}
-    best = min(values, key=values.get)
+    best = next(r.info.run_id for r in trials_of(quick_store, "sweep-a") if r.data.tags.get("ablate.best") == "true")
+    assert values[best] == min(values.values())  # the study's best (ties go to its first trial)
     assert row["variant"] == "lynx" and row["complete / pruned / failed"] == "3 / 0 / 0"
     assert row["MLflow run"] == best and row["best eval/probes/short_answer_words"] == f"{values[best]:.2f}"
+    # Every trial is a child of the sweep's parent run, and only the best one is tagged best.
+    runs = trials_of(quick_store, "sweep-a")
+    parents = {r.data.tags.get("mlflow.parentRunId") for r in runs}
+    assert len(parents) == 1 and None not in parents
+    assert [r.info.run_id for r in runs if r.data.tags.get("ablate.best") == "true"] == [best]
+
+    # `grid run --from-sweep` trains the experiment at its variants' best settings.
+    capsys.readouterr()
+    assert main(["--out", out, "grid", "run", path, "--from-sweep"]) == 0
+    assert "lynx: its best sweep settings, " in capsys.readouterr().out
+    client = quick_store.client()
+    (grid_run,) = client.search_runs([client.get_experiment_by_name("sweep-a").experiment_id],
+                                     "tags.`ablate.kind` = 'run'")
+    chosen = json.loads(next(r for r in runs if r.info.run_id == best).data.tags["ablate.search_params"])
+    assert float(grid_run.data.params["train.finetune.lr"]) == pytest.approx(chosen["train.finetune.lr"])
+    assert float(grid_run.data.params["model.adapter.init_scale"]) == chosen["model.adapter.init_scale"]
 
 
 def test_a_trial_left_running_by_a_dead_process_is_failed_and_replaced(quick_store, quick, tmp_path, capsys):
