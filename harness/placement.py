@@ -94,17 +94,22 @@ class _StayOnDevice:
 
 @functools.cache
 def _strategy_classes():
-    from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
+    from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, SingleDeviceStrategy
 
     return (type("StaySingleDeviceStrategy", (_StayOnDevice, SingleDeviceStrategy), {}),
-            type("StayDDPStrategy", (_StayOnDevice, DDPStrategy), {}))
+            type("StayDDPStrategy", (_StayOnDevice, DDPStrategy), {}),
+            type("StayFSDPStrategy", (_StayOnDevice, FSDPStrategy), {}))
 
 
-def stage_strategy(accelerator: str, devices: int, num_nodes: int = 1):
-    """A Lightning strategy for one stage's fit that keeps the model on its device afterwards: single-device, or
-    DDP (NCCL on GPUs, gloo on CPUs) when the run spans several devices or nodes."""
-    single, ddp = _strategy_classes()
+def stage_strategy(accelerator: str, devices: int, num_nodes: int = 1, kind: str = "auto"):
+    """A Lightning strategy for one stage's fit that keeps the model on its device afterwards: single-device, DDP
+    (NCCL on GPUs, gloo on CPUs) or FSDP when the run spans several devices or nodes (`train.strategy`)."""
+    single, ddp, fsdp = _strategy_classes()
     device = run_device(accelerator)
-    if devices * num_nodes > 1:
-        return ddp(process_group_backend="nccl" if device.type == "cuda" else "gloo")
+    if devices * num_nodes > 1 or kind != "auto":
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if kind == "fsdp":
+            return fsdp(process_group_backend=backend)
+        if devices * num_nodes > 1:
+            return ddp(process_group_backend=backend)
     return single(device=device)

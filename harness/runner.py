@@ -233,7 +233,8 @@ def _train_and_evaluate(
         points = ResumePoints(cfg.train.checkpoint_every, done, stage.steps, save_mid_stage)
         trainer = L.Trainer(
             max_steps=stage.steps - done, accelerator=cfg.train.accelerator, devices=cfg.train.devices,
-            strategy=stage_strategy(cfg.train.accelerator, cfg.train.devices),
+            num_nodes=cfg.train.num_nodes,
+            strategy=stage_strategy(cfg.train.accelerator, cfg.train.devices, cfg.train.num_nodes, cfg.train.strategy),
             precision=cfg.train.precision, logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False,
             callbacks=[callback, shown, points, *(stage_callbacks(step_offset + done, functools.partial(

@@ -162,3 +162,19 @@ def test_two_ddp_processes_read_different_samples_and_match_one_process(world, t
         assert pooled == pytest.approx(one["loss"], rel=1e-5 if step == 0 else 2e-2)
     history = client.get_metric_history(run_id, "train/finetune/loss")
     assert sorted(m.step for m in history) == list(range(1, STEPS + 1))  # one writer: no step twice
+
+
+def test_the_strategy_follows_devices_nodes_and_train_strategy():
+    from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, SingleDeviceStrategy
+
+    from harness.config.resolve import resolve
+    from harness.errors import ConfigError
+
+    assert isinstance(stage_strategy("cpu", 1), SingleDeviceStrategy)
+    assert isinstance(stage_strategy("cpu", 2), DDPStrategy)
+    assert isinstance(stage_strategy("cpu", 1, num_nodes=2), DDPStrategy)  # one device on each of two machines
+    assert isinstance(stage_strategy("cpu", 2, kind="fsdp"), FSDPStrategy)
+    cfg = resolve("lynx", "tiny", cli={"train.strategy": "fsdp", "train.num_nodes": 2}).config.train
+    assert (cfg.strategy, cfg.num_nodes) == ("fsdp", 2)
+    with pytest.raises(ConfigError, match="train.strategy"):
+        resolve("lynx", "tiny", cli={"train.strategy": "deepspeed"})

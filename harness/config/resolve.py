@@ -33,7 +33,7 @@ JUDGE_KEY = "eval.judge"  # a judge change re-judges the saved predictions; ever
 BOOKKEEPING_KEYS = ("train.checkpoint_every",)  # how a run is kept, not what it trains: not in the run key
 # Settings added after stores already held runs, with the value that reproduces what runs trained before them:
 # left out of the run key while they hold it, so adding a setting never makes every existing run look new.
-NEUTRAL_WHEN_ADDED = {"data.holdout_percent": 0.0}
+NEUTRAL_WHEN_ADDED = {"data.holdout_percent": 0.0, "train.num_nodes": 1, "train.strategy": "auto"}
 PRESET_SECTIONS = {"config", "roles", "zoo"}
 
 Layer = tuple[str, dict[str, Any]]
@@ -260,6 +260,8 @@ def check_consistency(config: RunConfig) -> None:
          f"data.holdout_percent must be a percentage between 0 and 50, got {config.data.holdout_percent}"),
         (t.pretrain.steps + t.high_res.steps + t.finetune.steps >= 1, "the stages must train at least one step"),
         (t.batch_size >= 1, f"train.batch_size must be at least 1, got {t.batch_size}"),
+        (t.devices >= 1 and t.num_nodes >= 1,
+         f"train.devices and train.num_nodes must be at least 1, got {t.devices} and {t.num_nodes}"),
         (t.checkpoint_every >= 0,
          f"train.checkpoint_every must be 0 (stage ends only) or a number of steps, got {t.checkpoint_every}"),
     ]

@@ -152,7 +152,12 @@ class TrainConfig:
     weight_decay: float = 0.01
     precision: Literal["bf16-mixed", "32-true", "16-mixed"] = "bf16-mixed"
     accelerator: str = "cpu"  # Lightning accelerator: cpu | gpu | auto
-    devices: int = 1
+    devices: int = 1  # accelerators per node
+    num_nodes: int = 1  # machines one run spans (Lightning's num_nodes; a cluster launcher starts the processes)
+    # How a run spread over several devices or nodes splits the work: "ddp" (every device holds the whole model) or
+    # "fsdp" (parameters sharded across devices, for models that do not fit one); "auto" = ddp when it spans more
+    # than one device, else a single device.
+    strategy: Literal["auto", "ddp", "fsdp"] = "auto"
     log_every: int = 10  # steps between logged training metrics
     # Steps between resume points inside a stage (0: only at stage ends). A killed run resumes from its last one,
     # into the same MLflow run, with the same result. Bookkeeping, not part of the run key.
