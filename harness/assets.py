@@ -189,7 +189,10 @@ def ensure_zoo(config: RunConfig, store: Store, world, tokenizer, force: bool = 
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(min(workers, len(chains)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        from harness.lifetime import follow_parent
+
+        with ProcessPoolExecutor(min(workers, len(chains)), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=follow_parent) as pool:
             for done in [pool.submit(_zoo_chain, config, str(store.root), chain, force) for chain in chains]:
                 done.result()
         return folder

@@ -18,7 +18,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -30,6 +29,7 @@ from typing import Any
 from harness.config.resolve import ResolvedRun
 from harness.errors import AblateError, ConfigError, Interrupted
 from harness.experiment import Experiment
+from harness.lifetime import follow_parent
 from harness.progress import GridDisplay, progress_file
 from harness.resume import checkpoint_dir, describe_point, discard, resumable_by
 from harness.tracking import (
@@ -104,15 +104,7 @@ def _on_sigint(signum, frame) -> None:
 
 def _init_worker() -> None:
     signal.signal(signal.SIGINT, _on_sigint)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="parent-watch").start()
-
-
-def _exit_with_parent(parent: int, every: float = 2.0) -> None:
-    """A worker whose grid process died (killed, or its terminal closed) exits too, instead of training on as an
-    orphan that nobody waits for. It leaves its run as a `kill -9` would: the next `grid run` resumes it."""
-    while os.getppid() == parent:
-        time.sleep(every)
-    os._exit(1)
+    follow_parent()  # a worker whose grid process died exits; the next `grid run` resumes its run
 
 
 def scored_as_configured(child, run: ResolvedRun) -> bool:
