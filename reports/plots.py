@@ -163,7 +163,10 @@ def plot_accuracy_vs_compute(runs: pd.DataFrame, order: list[str], baseline: str
         ax.set_xscale("log")
     ax.set_xlabel("training compute per run (TFLOP, counted on each stage's first step)")
     ax.set_ylabel("Open-VQA image accuracy (%)")
-    ax.set_title("Accuracy against training compute: small dots are runs, large markers variant means", fontsize=10)
+    left_out = len(done) - len(frame)
+    ax.set_title("Accuracy against training compute: small dots are runs, large markers variant means"
+                 + (f"\n({left_out} finished run(s) logged no FLOP count and are left out)" if left_out else ""),
+                 fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
