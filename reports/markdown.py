@@ -25,6 +25,7 @@ from reports.runs import (
     load_predictions,
     loss_curves,
     paired_delta,
+    run_settings,
     seed_table,
     splits,
     summarise,
@@ -312,13 +313,14 @@ def write_report(experiment: Experiment, store: Store) -> Path:
                   "MLflow params), so a variant whose own delta sits on another parent shows that parent's change "
                   "too.")
     changes = []
+    settings = run_settings(runs)
     for variant in order:
         row = first.loc[variant]
         note = f" — paper: {tag_text(row, 'paper')}" if tag_text(row, "paper") else ""
         if variant == baseline:
             changes.append(f"`{variant}` ({axes_of[variant]}): the baseline{note}")
             continue
-        diff = config_differences(runs, variant, baseline)
+        diff = config_differences(runs, variant, baseline, settings)
         listed = ", ".join(f"`{k}`: `{old}` → `{new}`" for k, (old, new) in diff.items()) or "nothing (same config)"
         changes.append(f"`{variant}` ({axes_of[variant]}): {listed}{note}")
     doc.bullets(changes)

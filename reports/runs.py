@@ -60,7 +60,7 @@ def categories(runs: pd.DataFrame, split: str) -> list[str]:
 
 def _present(runs: pd.DataFrame) -> list[str]:
     """Columns with at least one value: search_runs returns the union of all runs' metric names."""
-    return [c for c in runs.columns if runs[c].notna().any()]
+    return list(runs.columns[runs.notna().any().to_numpy()])
 
 
 def variant_rows(runs: pd.DataFrame) -> pd.DataFrame:
@@ -81,18 +81,22 @@ def variant_order(runs: pd.DataFrame, preferred: list[str]) -> list[str]:
     return [v for v in preferred if v in present] + sorted(set(present) - set(preferred))
 
 
-def config_differences(runs: pd.DataFrame, variant: str, baseline: str) -> dict[str, tuple[str, str]]:
-    """{config key: (baseline's value, variant's value)} for every resolved setting in which a variant's runs
-    differ from the reported baseline's, read from the runs' MLflow params (seed and labels left out)."""
-    def settings(name: str) -> dict[str, str]:
-        group = runs[runs["tags.ablate.variant"] == name]
-        if group.empty:
-            return {}
-        row = group.iloc[0]
-        return {c[len("params."):]: str(row[c]) for c in runs.columns
-                if c.startswith("params.") and isinstance(row[c], str)}
+def run_settings(runs: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """Each variant's resolved training settings, from the MLflow params of one of its runs (a finished one where
+    there is one: a run not started yet has none)."""
+    rows = variant_rows(runs)
+    params = [c for c in runs.columns if c.startswith("params.")]
+    return {str(variant): {c[len("params."):]: value for c, value in row.items() if isinstance(value, str)}
+            for variant, row in rows[params].iterrows()}
 
-    old, new = settings(baseline), settings(variant)
+
+def config_differences(runs: pd.DataFrame, variant: str, baseline: str,
+                       settings: dict[str, dict[str, str]] | None = None) -> dict[str, tuple[str, str]]:
+    """{config key: (baseline's value, variant's value)} for every resolved setting in which a variant's runs
+    differ from the reported baseline's, read from the runs' MLflow params (seed and labels left out).
+    `settings`: `run_settings(runs)`, when comparing many variants."""
+    settings = run_settings(runs) if settings is None else settings
+    old, new = settings.get(baseline, {}), settings.get(variant, {})
     skip = {"seed", "variant", "scale"}
     return {k: (old.get(k, "—"), new.get(k, "—")) for k in sorted(set(old) | set(new))
             if k not in skip and old.get(k) != new.get(k)}
