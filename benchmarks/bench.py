@@ -142,13 +142,12 @@ class Bench:
 
 def time_grid(experiment: str, scale: str, out: Path) -> dict[str, float]:
     """Wall time of a grid (world and zoo built first, not counted) and its evaluation share."""
-    import mlflow
 
     from harness.assets import prepare
     from harness.config.resolve import resolve
     from harness.experiment import load_experiment
     from harness.grid import run_grid
-    from harness.tracking import Store
+    from harness.tracking import Store, search_frame
 
     store = Store(out / "grid")
     store.create()
@@ -158,8 +157,7 @@ def time_grid(experiment: str, scale: str, out: Path) -> dict[str, float]:
     started = time.perf_counter()
     run_grid(exp, store)
     wall = time.perf_counter() - started
-    mlflow.set_tracking_uri(store.tracking_uri)
-    runs = mlflow.search_runs(experiment_names=[exp.name], filter_string="tags.`ablate.kind` = 'run'")
+    runs = search_frame(store, exp.name, "tags.`ablate.kind` = 'run'")
     run_s = ((runs["end_time"] - runs["start_time"]).dt.total_seconds()).sum()
     return {"table3_s": wall, "eval_share": float(runs["metrics.time/eval_s"].sum() / run_s), "runs": len(runs)}
 

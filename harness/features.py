@@ -215,7 +215,12 @@ class FeatureCache:
 
     def _write_block(self, digests: list[str], rows: torch.Tensor) -> None:
         name = f"block-{uuid.uuid4().hex[:12]}"
-        (self.folder / "dtype.txt").write_text(str(rows.dtype).removeprefix("torch.") + "\n")
+        dtype = str(rows.dtype).removeprefix("torch.") + "\n"
+        path = self.folder / "dtype.txt"
+        if not path.is_file() or path.read_text() != dtype:  # replaced whole: readers hold no lock
+            tmp = self.folder / f".dtype-{uuid.uuid4().hex[:8]}.txt"
+            tmp.write_text(dtype)
+            os.replace(tmp, path)
         with open(self.folder / f".{name}.npy", "wb") as f:
             np.save(f, _to_numpy(rows))
         os.replace(self.folder / f".{name}.npy", self.folder / f"{name}.npy")

@@ -14,8 +14,11 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
@@ -303,3 +306,35 @@ def _git_sha() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{sha}-dirty" if dirty else sha
+
+
+def search_frame(store: Store, experiment: str, filter_string: str = "") -> pd.DataFrame | None:
+    """The runs of MLflow experiment `experiment` matching `filter_string` as one row each (run_id, status,
+    start_time, end_time, artifact_uri, then metrics.*, params.*, tags.* columns, as `mlflow.search_runs` gives
+    them), or None when the experiment does not exist. Through a client, not MLflow's fluent API:
+    `mlflow.set_tracking_uri` also sets MLFLOW_TRACKING_URI in the environment, which every later command of the
+    process and every child process would inherit."""
+    import pandas as pd
+
+    client = store.client()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    rows, token = [], None
+    while True:
+        page = client.search_runs([exp.experiment_id], filter_string, max_results=5000, page_token=token)
+        for r in page:
+            rows.append({
+                "run_id": r.info.run_id, "experiment_id": r.info.experiment_id, "status": r.info.status,
+                "artifact_uri": r.info.artifact_uri,
+                "start_time": pd.to_datetime(r.info.start_time, unit="ms", utc=True),
+                "end_time": pd.to_datetime(r.info.end_time, unit="ms", utc=True) if r.info.end_time else pd.NaT,
+                **{f"metrics.{k}": v for k, v in r.data.metrics.items()},
+                **{f"params.{k}": v for k, v in r.data.params.items()},
+                **{f"tags.{k}": v for k, v in r.data.tags.items()},
+            })
+        token = page.token
+        if not token:
+            break
+    return pd.DataFrame(rows, columns=None if rows else ["run_id", "experiment_id", "status", "artifact_uri",
+                                                          "start_time", "end_time"])

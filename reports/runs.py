@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 
-import mlflow
 import pandas as pd
 
 from harness.config.schema import STAGES
 from harness.data.scenes import IMAGE_CATEGORIES
 from harness.errors import AblateError
 from harness.evaluation.splits import SPLITS
-from harness.tracking import Store
+from harness.tracking import Store, search_frame
 
 M = "metrics."
 # The paper's Table 3 column order; categories not listed here follow alphabetically.
@@ -23,20 +22,13 @@ def load_grid_runs(store: Store, grid: str) -> tuple[pd.DataFrame, pd.Series]:
     if not store.exists():
         raise AblateError(f"no MLflow store at {store.root}; run `ablate grid run` first or pass --out")
     store.check_database()
-    mlflow.set_tracking_uri(store.tracking_uri)
-    if mlflow.get_experiment_by_name(grid) is None:
+    parents = search_frame(store, grid, "tags.`ablate.kind` = 'grid'")
+    if parents is None:
         raise AblateError(f"experiment '{grid}' has no runs in {store.where}; run `ablate grid run` on it first")
-    parents = mlflow.search_runs(
-        experiment_names=[grid], filter_string="tags.`ablate.kind` = 'grid'", output_format="pandas"
-    )
     if parents.empty:
         raise AblateError(f"experiment '{grid}' in {store.where} has no grid run")
-    parent = parents.iloc[0]
-    children = mlflow.search_runs(
-        experiment_names=[grid],
-        filter_string=f"tags.`mlflow.parentRunId` = '{parent['run_id']}'",
-        output_format="pandas",
-    )
+    parent = parents.sort_values("start_time", ascending=False).iloc[0]
+    children = search_frame(store, grid, f"tags.`mlflow.parentRunId` = '{parent['run_id']}'")
     current = str(parent.get("tags.ablate.run_keys") or "").split(",")
     # A grid re-run with other settings adds new child runs; the report shows the grid as it was last run.
     return children[children["tags.ablate.run_key"].isin(current)], parent

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 
-import mlflow
 import pandas as pd
 
 from harness.evaluation.scoring import item_metric
 from harness.experiment import Experiment
 from harness.search import Search
 from harness.sweep import settings_text
-from harness.tracking import Store
+from harness.tracking import Store, search_frame
 from reports.runs import load_predictions
 from reports.stats import item_table, paired_bootstrap
 
@@ -25,11 +24,8 @@ M = "metrics."
 
 def load_sweep_runs(store: Store, name: str) -> pd.DataFrame:
     """Every trial run of sweep `name` (empty when there is none)."""
-    mlflow.set_tracking_uri(store.tracking_uri)
-    if mlflow.get_experiment_by_name(f"{name}-sweep") is None:
-        return pd.DataFrame()
-    return mlflow.search_runs(experiment_names=[f"{name}-sweep"], filter_string=f"tags.`ablate.sweep` = '{name}'",
-                              output_format="pandas")
+    trials = search_frame(store, f"{name}-sweep", f"tags.`ablate.sweep` = '{name}'")
+    return pd.DataFrame() if trials is None else trials
 
 
 def _state(row: pd.Series) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import textwrap
 
 import numpy as np
@@ -95,6 +96,8 @@ def report(tmp_path, uri: str, name: str, seeds: tuple[int, ...]) -> tuple[dict,
     out = tmp_path / "out"
     assert main(["--out", str(out), "report", str(experiment), "--tracking-uri", uri]) == 0
     folder = out / "reports" / name
+    # The report leaves the process's MLflow settings alone: a later command must not inherit this server.
+    assert "MLFLOW_TRACKING_URI" not in os.environ
     assert (folder / "report.html").is_file() and not (out / "mlflow.db").exists()  # MLflow only
     return read_table(folder / "openvqa_image.csv"), read_table(folder / "verdicts.csv")
 
