@@ -52,12 +52,17 @@ def _create(client: MlflowClient, name: str) -> str | None:
         raise
 
 
-def attempts(client: MlflowClient, name: str) -> list:
-    """Every attempt at claim `name` (`name#1`, `name#2`, ...), active or released, oldest first."""
+def _number(attempt) -> int:
+    """The attempt number of a claim experiment named `...#N`."""
+    return int(attempt.name.rsplit("#", 1)[1])
+
+
+def latest(client: MlflowClient, name: str):
+    """The newest attempt at claim `name` (`name#1`, `name#2`, ...), active or released; None if never tried."""
     from mlflow.entities import ViewType
 
     found = client.search_experiments(view_type=ViewType.ALL, filter_string=f"name LIKE '{PREFIX}{name}#%'")
-    return sorted(found, key=lambda e: int(e.name.rsplit("#", 1)[1]))
+    return max(found, key=_number, default=None)
 
 
 def alive(experiment, now: float | None = None, stale_after: float = STALE_AFTER_S) -> bool:
@@ -82,11 +87,11 @@ def alive(experiment, now: float | None = None, stale_after: float = STALE_AFTER
 def claimed(client: MlflowClient, name: str, stale_after: float = STALE_AFTER_S,
             every: float = HEARTBEAT_EVERY_S) -> Iterator[bool]:
     """Yield True while this process holds claim `name`, False when a live process holds it."""
-    tried = attempts(client, name)
-    if tried and alive(tried[-1], stale_after=stale_after):
+    last = latest(client, name)
+    if last is not None and alive(last, stale_after=stale_after):
         yield False
         return
-    number = int(tried[-1].name.rsplit("#", 1)[1]) + 1 if tried else 1
+    number = _number(last) + 1 if last is not None else 1
     exp_id = _create(client, f"{name}#{number}")
     if exp_id is None:  # another process took this attempt first
         yield False

@@ -133,11 +133,11 @@ def claim_alive(client, exp_id: str, key: str, started_ms: int) -> bool:
     """Whether a live process (on any machine) holds the execution claim of run `key`, or, when none ever claimed
     it, whether its MLflow run (started at `started_ms`) is too young to be a dead machine's: MLflow creates a run
     RUNNING, and another machine may be between creating it and scheduling it."""
-    from harness.claims import STALE_AFTER_S, alive, attempts
+    from harness.claims import STALE_AFTER_S, alive, latest
 
-    tried = attempts(client, claim_name(exp_id, key))
-    if tried:
-        return alive(tried[-1])
+    last = latest(client, claim_name(exp_id, key))
+    if last is not None:
+        return alive(last)
     return time.time() - started_ms / 1000 < STALE_AFTER_S
 
 

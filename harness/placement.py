@@ -106,10 +106,9 @@ def stage_strategy(accelerator: str, devices: int, num_nodes: int = 1, kind: str
     (NCCL on GPUs, gloo on CPUs) or FSDP when the run spans several devices or nodes (`train.strategy`)."""
     single, ddp, fsdp = _strategy_classes()
     device = run_device(accelerator)
-    if devices * num_nodes > 1 or kind != "auto":
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        if kind == "fsdp":
-            return fsdp(process_group_backend=backend)
-        if devices * num_nodes > 1:
-            return ddp(process_group_backend=backend)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if kind == "fsdp":
+        return fsdp(process_group_backend=backend)
+    if devices * num_nodes > 1:
+        return ddp(process_group_backend=backend)
     return single(device=device)

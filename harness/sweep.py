@@ -65,6 +65,15 @@ def storage_for(store: Store, experiment: Experiment, url: str | None = None):
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
+def swept_storage(experiment: Experiment, store: Store, url: str | None, no_search: str):
+    """The storage of an experiment's existing sweep; `no_search` says why a missing `search:` block matters."""
+    if experiment.search is None:
+        raise ConfigError(f"{experiment.path}: {no_search}")
+    if url is None and not journal_path(store, experiment).is_file():
+        raise AblateError(f"no sweep of {experiment.name} in {store.root}; run `ablate sweep run` first")
+    return storage_for(store, experiment, url)
+
+
 def _pruner(search: Search):
     import optuna
 
@@ -275,11 +284,7 @@ def best_settings(experiment: Experiment, store: Store, storage_url: str | None 
     trial is an error that says so."""
     import optuna
 
-    if experiment.search is None:
-        raise ConfigError(f"{experiment.path}: --from-sweep needs a 'search:' block and a sweep of it")
-    if storage_url is None and not journal_path(store, experiment).is_file():
-        raise AblateError(f"no sweep of {experiment.name} in {store.root}; run `ablate sweep run` first")
-    storage = storage_for(store, experiment, storage_url)
+    storage = swept_storage(experiment, store, storage_url, "--from-sweep needs a 'search:' block and a sweep of it")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     settings = {}
     for variant in experiment.all_variants:
@@ -305,11 +310,7 @@ def sweep_status(experiment: Experiment, store: Store, storage_url: str | None =
     """Each variant's study as it stands, without running anything."""
     import optuna
 
-    if experiment.search is None:
-        raise ConfigError(f"{experiment.path}: no 'search:' block")
-    if storage_url is None and not journal_path(store, experiment).is_file():
-        raise AblateError(f"no sweep of {experiment.name} in {store.root}; run `ablate sweep run` first")
-    storage = storage_for(store, experiment, storage_url)
+    storage = swept_storage(experiment, store, storage_url, "no 'search:' block")
     summaries = []
     for variant in experiment.all_variants:
         try:

@@ -254,8 +254,8 @@ def write_report(experiment: Experiment, store: Store) -> Path:
         f"Δ is the paired difference from `{baseline}` in points, with a 95% interval from a paired bootstrap "
         "over benchmark items and seeds. An answer counts when the judge decides it implies the reference.")
     comparisons = Comparisons(load_predictions(store, runs), baseline)
-    folder = store.reports / experiment.name
-    tables = TableFiles(folder)
+    tables = report_tables(store, experiment)
+    folder = tables.folder
     verdicts = verdict_rows(runs, order, baseline, comparisons)
     if verdicts:
         counts = pd.Series([r["verdict"] for r in verdicts]).value_counts().to_dict()
@@ -348,6 +348,11 @@ def _state(row: pd.Series) -> str:
             "SCHEDULED": "pending (not started)"}.get(row["status"], row["status"].lower())
 
 
+def report_tables(store: Store, experiment: Experiment) -> TableFiles:
+    """The tables of an experiment's report, in its folder `<store>/reports/<name>/` (plots and pages too)."""
+    return TableFiles(store.reports / experiment.name)
+
+
 def _save(doc: Document, tables: TableFiles, store: Store, experiment: Experiment) -> Path:
     doc.paragraph("Every table is also beside this report as CSV and as a LaTeX (booktabs) tabular: "
                   + ", ".join(f"`{name}`" for name in tables.names) + ".")
@@ -373,7 +378,7 @@ def _write_sweep_report(experiment: Experiment, store: Store) -> Path:
     doc.paragraph(experiment.description)
     doc.bullets([f"MLflow store `{store.tracking_uri}`, experiment `{experiment.name}-sweep`",
                  f"generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `ablate report {experiment.path}`"])
-    tables = TableFiles(store.reports / experiment.name)
+    tables = report_tables(store, experiment)
     add_sweep_section(doc, tables, store, experiment, experiment.baseline)
     return _save(doc, tables, store, experiment)
 
