@@ -5,7 +5,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import mlflow
 import pytest
 
 from harness.experiment import load_experiment
@@ -160,7 +159,6 @@ def test_python_api_gives_the_reports_numbers_as_dataframes(smoke):
 
 def test_changed_setting_is_a_new_run(smoke):
     experiment, store, _ = smoke
-    mlflow.set_tracking_uri(store.tracking_uri)
     changed = run_grid(experiment, store, {**FAST, "train.finetune.steps": 11, "eval.splits": "mme"})
     assert len(changed.finished) == 3
     # The report shows the grid as last run: the new runs only (MME), not a mix with the earlier ones.

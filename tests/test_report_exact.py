@@ -94,10 +94,11 @@ def report(tmp_path, uri: str, name: str, seeds: tuple[int, ...]) -> tuple[dict,
         seeds: {list(seeds)}
         """))
     out = tmp_path / "out"
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     assert main(["--out", str(out), "report", str(experiment), "--tracking-uri", uri]) == 0
     folder = out / "reports" / name
     # The report leaves the process's MLflow settings alone: a later command must not inherit this server.
-    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert os.environ.get("MLFLOW_TRACKING_URI") == before
     assert (folder / "report.html").is_file() and not (out / "mlflow.db").exists()  # MLflow only
     return read_table(folder / "openvqa_image.csv"), read_table(folder / "verdicts.csv")
 
