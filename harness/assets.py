@@ -113,7 +113,7 @@ def zoo_spec(scale: str, model: ModelConfig | None = None):
     """The ZooSpec of a scale: LM and ViT architectures from the preset's roles, budgets from its `zoo` section.
     With a run's `model`, the entries it loads take its architecture: a run that asks for a wider LLM gets a zoo
     LLM of that width (built once, in its own zoo folder), never the preset's under its own name."""
-    from harness.config.resolve import resolve
+    from harness.config.resolve import preset_model
     from harness.zoo import ZooSpec
     from harness.zoo.spec import LLM_ARCH_FIELDS, VISION_ARCH_FIELDS
 
@@ -121,8 +121,8 @@ def zoo_spec(scale: str, model: ModelConfig | None = None):
     if not preset.zoo:
         raise AblateError(f"scale '{scale}' has no miniature zoo (its backbones come from local checkpoints)")
     # The zoo's architectures are the scale's, whatever variant asks for them: one zoo serves every variant.
-    large = resolve("lynx", scale, cli={"model.vision.size": "large"}).config.model
-    small = resolve("lynx", scale, cli={"model.vision.size": "small"}).config.model
+    large = preset_model(scale, {"model.vision.size": "large"})
+    small = preset_model(scale, {"model.vision.size": "small"})
     spec = ZooSpec(llm=large.llm, vision_large=large.vision, vision_small=small.vision, **preset.zoo)
     if model is None:
         return spec

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config.files import read_yaml
-from harness.config.schema import RunConfig
+from harness.config.schema import ModelConfig, RunConfig
 from harness.config.validate import build, check_layer, flatten, to_flat_dict
 from harness.errors import AblateError, ConfigError, did_you_mean, one_of
 from harness.variant import Variant, lineage
@@ -167,6 +167,15 @@ def _role_layers(preset: ScalePreset, values: dict[str, Any]) -> list[Layer]:
             )
         layers.append((f"{preset.source} roles.{role_key}.{value}", mapping[value]))
     return layers
+
+
+def preset_model(scale: str, settings: dict[str, Any] | None = None) -> ModelConfig:
+    """The scale preset's model config with `settings` (flat keys, roles included) applied: no variant involved.
+    This is what the zoo builds its backbones from, so the zoo depends on the preset, never on a variant."""
+    preset = load_scale(scale)
+    upper: list[Layer] = [("zoo", flatten(settings or {}))]
+    merged = _merge([(preset.source, preset.config), *_role_layers(preset, _merge(upper)), *upper])
+    return build({**merged, "variant": "", "scale": scale, "seed": 0}).model
 
 
 def resolve(
