@@ -39,9 +39,11 @@ def _venv(session: nox.Session) -> dict[str, str]:
 
 @nox.session(python=False)
 def tests(session: nox.Session) -> None:
-    """Run the test suite (slow tests included unless `-- -m "not slow"` is given)."""
+    """Run the test suite in two workers, one test file per worker at a time (slow tests included unless
+    `-- -m "not slow"` is given; any arguments replace the defaults)."""
     env = _venv(session)
-    session.run(str(BIN / "pytest"), *(session.posargs or ["-q"]), env=env, external=True)
+    session.run(str(BIN / "pytest"), *(session.posargs or ["-q", "-n", "2", "--dist", "loadfile"]), env=env,
+                external=True)
 
 
 @nox.session(python=False)

@@ -1,26 +1,51 @@
-"""Shared test setup: never reach a model hub; keep torch to the cores a test run has."""
+"""Shared test setup: never reach a model hub; keep torch to the cores a test run has.
+
+The suite runs in two pytest-xdist workers (`nox -s tests`: `-n 2 --dist loadfile`, one file per worker at a time).
+Each worker then holds torch to one thread, so the two never oversubscribe the cores (OpenMP spin-waiting made that
+5-20x slower here), and the slow-to-build caches (the tiny world and zoo, the quick world) are built once per
+session by whichever worker asks first; each test still gets its own MLflow store.
+"""
 
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+if os.environ.get("PYTEST_XDIST_WORKER"):  # before torch is imported; processes the tests start inherit it
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 import pytest  # noqa: E402
 
 
+def store_with_shared_cache(tmp_path_factory, name: str, prepare_config):
+    """A fresh output folder whose `cache/` (world, zoo, feature cache) is built once per test session and shared
+    by every xdist worker: the first builds it under a file lock, the others wait and reuse it."""
+    from filelock import FileLock
+
+    from harness.assets import prepare
+    from harness.tracking import Store
+
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / f"{name}-shared"
+    with FileLock(f"{shared}.lock"):
+        if not (shared / "built").is_file():
+            builder = Store(shared)
+            builder.create()
+            prepare(prepare_config(), builder, zoo_workers=2)  # the LM and ViT chains in parallel
+            (shared / "built").write_text("")
+    store = Store(tmp_path_factory.mktemp(name))
+    (store.root / "cache").symlink_to(shared / "cache", target_is_directory=True)
+    store.create()
+    return store
+
+
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory):
     """An output folder with the tiny world and the tiny backbone zoo built (about two minutes, once per session)."""
-    from harness.assets import prepare
     from harness.config.resolve import resolve
-    from harness.tracking import Store
 
-    store = Store(tmp_path_factory.mktemp("tiny-store"))
-    store.create()
-    prepare(resolve("lynx", "tiny").config, store, zoo_workers=2)  # the LM and ViT chains in parallel
-    return store
+    return store_with_shared_cache(tmp_path_factory, "tiny-store", lambda: resolve("lynx", "tiny").config)
 
 
 # Runs that test the machinery, not learning: random backbones (no zoo), a small world, a few steps, probes only.
@@ -39,14 +64,9 @@ def quick() -> dict:
 def quick_store(tmp_path_factory):
     """An output folder whose small world is built (the QUICK runs' world), shared by the machinery tests; each
     test uses its own experiment name in it."""
-    from harness.assets import prepare
     from harness.config.resolve import resolve
-    from harness.tracking import Store
 
-    store = Store(tmp_path_factory.mktemp("quick-store"))
-    store.create()
-    prepare(resolve("lynx", "tiny", cli=QUICK).config, store)
-    return store
+    return store_with_shared_cache(tmp_path_factory, "quick-store", lambda: resolve("lynx", "tiny", cli=QUICK).config)
 
 
 @pytest.fixture(scope="session")
