@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,8 +105,21 @@ class Document:
     def table(self, frame: pd.DataFrame) -> None:
         self.blocks.append(("table", frame))
 
-    def image(self, path: Path, alt: str) -> None:
-        self.blocks.append(("img", Path(path), alt))
+    def image(self, path: Path | Future, alt: str) -> None:
+        """An image file, or a Future of one (a plot still being drawn; None: no image), resolved by `ready`."""
+        self.blocks.append(("img", path if isinstance(path, Future) else Path(path), alt))
+
+    def ready(self) -> None:
+        """Wait for the images still being drawn; leave out those that came to nothing."""
+        blocks = []
+        for block in self.blocks:
+            if block[0] == "img" and isinstance(block[1], Future):
+                path = block[1].result()
+                if path is None:
+                    continue
+                block = ("img", Path(path), block[2])
+            blocks.append(block)
+        self.blocks = blocks
 
     def markdown(self) -> str:
         out = [f"# {self.title}"]

@@ -16,7 +16,14 @@ from harness.evaluation.splits import SPLITS
 from harness.experiment import Experiment
 from harness.tracking import Store
 from reports.document import Document
-from reports.plots import plot_accuracy_vs_compute, plot_deltas, plot_heatmap, plot_loss_curves, plot_overall
+from reports.plots import (
+    Painter,
+    plot_accuracy_vs_compute,
+    plot_deltas,
+    plot_heatmap,
+    plot_loss_curves,
+    plot_overall,
+)
 from reports.runs import (
     M,
     categories,
@@ -230,6 +237,12 @@ def write_report(experiment: Experiment, store: Store) -> Path:
         if _swept(store, experiment.name):
             return _write_sweep_report(experiment, store)
         raise
+    with Painter() as painter:
+        return _grid_report(experiment, store, runs, parent, painter)
+
+
+def _grid_report(experiment: Experiment, store: Store, runs: pd.DataFrame, parent: pd.Series,
+                 painter: Painter) -> Path:
     baseline = str(parent.get("tags.ablate.baseline") or experiment.baseline)
     preferred = str(parent.get("tags.ablate.variants") or "").split(",")
     order = variant_order(runs, preferred)
@@ -239,6 +252,15 @@ def write_report(experiment: Experiment, store: Store) -> Path:
     paper = {v: p.split(":", 1)[-1].strip() for v, p in paper.items() if p}
     axes_of = {v: tag_text(first.loc[v], "axis") for v in order}
     seeds = parent.get("tags.ablate.seeds", "")
+    tables = report_tables(store, experiment)
+    folder = tables.folder
+    # The plots that need only the runs start drawing now, in the painter's process, while the statistics run here.
+    overall = painter.draw(plot_overall, runs, order, baseline, folder / "overall.png")
+    compute = painter.draw(plot_accuracy_vs_compute, runs, order, baseline, folder / "compute.png")
+    curves = loss_curves(store, runs)
+    curves = {v: curves[v] for v in order if v in curves}
+    loss = painter.draw(plot_loss_curves, curves, axes_of, baseline, folder / "loss.png") \
+        if baseline in curves and len(curves) > 1 else None
 
     doc = Document(f"{experiment.name}: controlled comparison against `{baseline}`")
     doc.paragraph(experiment.description)
@@ -254,8 +276,6 @@ def write_report(experiment: Experiment, store: Store) -> Path:
         f"Δ is the paired difference from `{baseline}` in points, with a 95% interval from a paired bootstrap "
         "over benchmark items and seeds. An answer counts when the judge decides it implies the reference.")
     comparisons = Comparisons(load_predictions(store, runs), baseline)
-    tables = report_tables(store, experiment)
-    folder = tables.folder
     verdicts = verdict_rows(runs, order, baseline, comparisons)
     if verdicts:
         counts = pd.Series([r["verdict"] for r in verdicts]).value_counts().to_dict()
@@ -272,41 +292,32 @@ def write_report(experiment: Experiment, store: Store) -> Path:
         for variant in (v for v in order if v != baseline):
             d = comparisons.delta(HEADLINE, variant)
             rows.append({"variant": variant, "axis": axes_of[variant], "delta": d.mean, "low": d.low, "high": d.high})
-        forest = plot_deltas(rows, baseline, "Open-VQA image accuracy", folder / "deltas.png")
-        if forest is not None:
-            doc.image(forest, "difference from the baseline per variant, grouped by design axis")
-    plot = plot_overall(runs, order, baseline, folder / "overall.png")
-    if plot is not None:
-        doc.image(plot, "overall accuracy per variant")
+        doc.image(painter.draw(plot_deltas, rows, baseline, "Open-VQA image accuracy", folder / "deltas.png"),
+                  "difference from the baseline per variant, grouped by design axis")
+    doc.image(overall, "overall accuracy per variant")
     for split in splits(runs):
         doc.heading(_title(split))
         if categories(runs, split):
             doc.table(tables.add(split, category_table(runs, split, order, baseline, paper, comparisons)))
             heat = _category_deltas(comparisons, split, categories(runs, split), order, baseline)
-            image = plot_heatmap(heat, baseline, f"{_title(split)}: Δ per category",
-                                 folder / f"{split}-heatmap.png")
-            if image is not None:
-                doc.image(image, f"category by variant differences from {baseline}, {split}")
+            doc.image(painter.draw(plot_heatmap, heat, baseline, f"{_title(split)}: Δ per category",
+                                   folder / f"{split}-heatmap.png"),
+                      f"category by variant differences from {baseline}, {split}")
         else:
             metrics = _split_metrics(runs, split)
             if metrics:
                 doc.table(tables.add(split, metric_table(runs, metrics, order, baseline,
                                                          digits=2 if split == "probes" else 1)))
-    curves = loss_curves(store, runs)
-    image = plot_loss_curves({v: curves[v] for v in order if v in curves}, axes_of, baseline,
-                             folder / "loss.png")
-    if image is not None:
+    if loss is not None:
         doc.heading("Training loss")
-        doc.image(image, "training loss curves per design axis")
+        doc.image(loss, "training loss curves per design axis")
     doc.heading("Cost")
     doc.paragraph("Means over seeds. FLOPs are counted (torch's FlopCounterMode) on each stage's first training "
                   "step, forward and backward, and multiplied by the stage's samples; a frozen encoder read from "
                   "the feature cache costs none. Peak memory is the training process's resident set on a CPU and "
                   "allocated memory on an accelerator, over the stages.")
     doc.table(tables.add("cost", _cost_table(runs, order)))
-    image = plot_accuracy_vs_compute(runs, order, baseline, folder / "compute.png")
-    if image is not None:
-        doc.image(image, "accuracy against training compute per run")
+    doc.image(compute, "accuracy against training compute per run")
     add_sweep_section(doc, tables, store, experiment, baseline)
     doc.heading(f"What each variant changes against `{baseline}`")
     doc.paragraph(f"Every resolved setting in which the variant's runs differ from `{baseline}`'s (from the runs' "
@@ -334,6 +345,7 @@ def write_report(experiment: Experiment, store: Store) -> Path:
         doc.bullets([f"`{row['tags.ablate.variant']}` seed {tag_text(row, 'seed') or '?'}: {_state(row)}"
                      for _, row in unfinished.iterrows()]
                     + ([f"{missing} run(s) of the grid have no MLflow run yet (never started)"] if missing else []))
+    doc.ready()
     return _save(doc, tables, store, experiment)
 
 

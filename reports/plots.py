@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import sys
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +18,36 @@ import pandas as pd  # noqa: E402
 from reports.runs import M  # noqa: E402
 
 SPLITS = (("openvqa_image", "Open-VQA image"), ("openvqa_video", "Open-VQA video"))
+
+
+class Painter:
+    """Draws a report's plots in a second process while the report goes on with its statistics and tables: Agg
+    drawing is about half of a report's time, and a machine with two cores does both at once.
+
+    `draw(plot, *args)` returns a Future of the plot function's result (its path, or None when there was nothing
+    to plot). The worker is forked, so it starts with everything imported; where fork is not the safe default
+    (macOS, Windows) the plots are drawn in place and the Future is already done."""
+
+    def __init__(self) -> None:
+        forked = sys.platform.startswith("linux")
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) if forked else None
+
+    def draw(self, plot: Callable[..., Path | None], *args) -> Future:
+        if self._pool is not None:
+            return self._pool.submit(plot, *args)
+        done: Future = Future()
+        done.set_result(plot(*args))
+        return done
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Painter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def plot_overall(runs: pd.DataFrame, order: list[str], baseline: str, path: Path) -> Path | None:

@@ -125,9 +125,9 @@ def paired_delta(runs: pd.DataFrame, metric: str, variant: str, baseline: str,
         return math.nan, math.nan
     if len(diff) < 2:
         return float(diff.mean()), math.nan
-    from scipy import stats  # scipy ships with the scientific stack mlflow pulls in
+    from reports.stats import t_quantile
 
-    half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / math.sqrt(len(diff))
+    half = t_quantile(0.975, len(diff) - 1) * diff.std(ddof=1) / math.sqrt(len(diff))
     return float(diff.mean()), float(half)
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from harness.evaluation.scoring import item_metric
-from reports.stats import Delta, expected_direction, item_table, paired_bootstrap, verdict
+from reports.stats import Delta, expected_direction, item_table, paired_bootstrap, t_quantile, verdict
 
 
 def table(values: dict[tuple[str, int], list[float]]) -> pd.DataFrame:
@@ -88,3 +88,12 @@ def test_verdicts_follow_the_paper_direction_and_the_interval():
 def test_unknown_metric_names_are_refused():
     with pytest.raises(ValueError, match="unknown item metric"):
         item_metric("openvqa_image/accuracy")
+
+
+@pytest.mark.parametrize(("p", "df", "expected"), [
+    (0.975, 1, 12.706204736), (0.975, 2, 4.302652730), (0.975, 4, 2.776445105), (0.975, 30, 2.042272456),
+    (0.95, 10, 1.812461123), (0.995, 3, 5.840909310), (0.975, 1000, 1.962339081),
+])
+def test_t_quantiles_match_published_values(p, df, expected):
+    """The report's t-interval critical values (computed without scipy.stats) against scipy's t.ppf."""
+    assert t_quantile(p, df) == pytest.approx(expected, abs=1e-7)
