@@ -44,7 +44,7 @@ COMPONENT_KEYS = {
     "model.connector.kind": CONNECTORS,
     "model.fusion.kind": FUSIONS,
     "model.adapter.kind": ADAPTERS,
-    "eval.judge": JUDGES,
+    "eval.judge.name": JUDGES,
 }
 REGISTRIES = {registry.kind: registry for registry in COMPONENT_KEYS.values()}
 

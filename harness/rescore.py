@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from harness.config.resolve import ResolvedRun
-from harness.config.schema import RunConfig
+from harness.config.schema import JudgeConfig, RunConfig
 from harness.errors import AblateError
 from harness.runner import (
     build_for,
@@ -105,12 +105,12 @@ def saved_predictions(store: Store, run) -> list[dict] | None:
     return read_predictions(path)
 
 
-def rejudge(rows: list[dict], judge_name: str) -> tuple[dict[str, float], list[dict]]:
-    """Metrics and rows of saved predictions judged by `judge_name` (nothing is generated)."""
+def rejudge(rows: list[dict], judge: JudgeConfig) -> tuple[dict[str, float], list[dict]]:
+    """Metrics and rows of saved predictions judged by `judge` (nothing is generated)."""
     from harness.data.vocab import NOISE_TOKENS
     from harness.evaluation import build_judge, judge_rows, score_rows
 
-    rows = judge_rows(rows, build_judge(judge_name))
+    rows = judge_rows(rows, build_judge(judge.name, judge.options))
     return score_rows(rows, NOISE_TOKENS), rows
 
 
@@ -163,7 +163,7 @@ def evaluate_saved(store: Store, target: str, blind: bool = False, splits: str |
     if splits:
         eval_cfg = dataclasses.replace(eval_cfg, splits=splits)
     if judge:
-        eval_cfg = dataclasses.replace(eval_cfg, judge=judge)
+        eval_cfg = dataclasses.replace(eval_cfg, judge=JudgeConfig(name=judge))
     config = dataclasses.replace(config, eval=eval_cfg)
     rows = None
     if judge and not splits and not blind and run_id is not None:

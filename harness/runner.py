@@ -320,11 +320,11 @@ def record_evaluation(store: Store, client, run_id: str, resolved: ResolvedRun, 
 def run_benchmark(model, assets, data, cfg: RunConfig, blind: bool = False) -> tuple[dict, list[dict], float]:
     """Score the model on the configured benchmark splits; returns metrics, per-item rows and seconds."""
     from harness.data import NOISE_TOKENS
-    from harness.evaluation import JUDGES, evaluate
+    from harness.evaluation import build_judge, evaluate
     from harness.placement import autocast_for
 
     started = time.perf_counter()
-    judge = JUDGES.get(cfg.eval.judge)()
+    judge = build_judge(cfg.eval.judge.name, cfg.eval.judge.options)
     with autocast_for(model, cfg.train.precision):  # on the model's device, in the dtype it trained under
         metrics, rows = evaluate(model, assets.tokenizer, data, cfg.eval, judge,
                                  junk_tokens=frozenset(NOISE_TOKENS), blind=blind)

@@ -74,7 +74,7 @@ def test_unknown_component_name_is_rejected_after_merge():
 def test_unknown_eval_split_and_judge_fail_at_resolution():
     with pytest.raises(ConfigError, match=r"eval\.splits: unknown evaluation split 'openvqa_imgae' \(did you mean 'openvqa_image'\?\)"):
         resolve("lynx", cli={"eval.splits": "openvqa_imgae,mme"})
-    with pytest.raises(ConfigError, match=r"eval\.judge: unknown judge 'rule'"):
+    with pytest.raises(ConfigError, match=r"eval\.judge\.name: unknown judge 'rule'"):
         resolve("lynx", cli={"eval.judge": "rule"})
 
 

@@ -40,6 +40,25 @@ def avgpool(cfg, vision_dim, llm_dim):
 class LenientJudge:
     def __call__(self, question, prediction, reference):
         return reference.lower() in prediction.lower()
+
+
+class PrefixJudge:
+    """Configured and batched: right when the answer starts with the reference (case folded unless strict);
+    each verdict comes with the judge's raw output."""
+
+    batches = []  # the size of every batch it was given
+
+    def __init__(self, strict=False):
+        self.strict = strict
+
+    def __call__(self, question, prediction, reference):
+        return self.batch([(question, prediction, reference)])[0][0]
+
+    def batch(self, items):
+        PrefixJudge.batches.append(len(items))
+        fold = (lambda t: t) if self.strict else str.lower
+        return [(fold(p).startswith(fold(r)), f"{'strict' if self.strict else 'folded'}: {p!r} vs {r!r}")
+                for _, p, r in items]
 '''
 
 
@@ -60,6 +79,7 @@ def plugin(tmp_path, monkeypatch):
 
         [ablate.judges]
         lenient = ablate_testplugin:LenientJudge
+        prefix = ablate_testplugin:PrefixJudge
         """))
     monkeypatch.syspath_prepend(str(root))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
@@ -94,12 +114,40 @@ def test_a_plugin_component_is_used_by_name_and_tagged(plugin):
     tokens, mask = connector(torch.randn(2, 5, 16), torch.tensor([[True] * 5, [True, True, False, False, False]]))
     assert tokens.shape == (2, 1, 8) and mask.all()
     assert build_judge("lenient")("What colour?", "it is Red", "red")
-    tags = plugin_tags({"model.connector.kind": "avgpool", "eval.judge": "lenient", "model.fusion.kind": "prefix"})
+    tags = plugin_tags({"model.connector.kind": "avgpool", "eval.judge.name": "lenient", "model.fusion.kind": "prefix"})
     assert tags == {
         "ablate.plugin.connector.avgpool": "ablate-testplugin 0.3 (ablate_testplugin:avgpool)",
         "ablate.plugin.judge.lenient": "ablate-testplugin 0.3 (ablate_testplugin:LenientJudge)",
     }
     assert JUDGES.origin("rules").kind == "built-in"
+
+
+def test_a_configured_batched_judge_from_a_plugin_scores_a_split_in_one_call_and_keeps_its_raw_output(
+        plugin, tmp_path):
+    from harness.config.validate import ConfigError
+    from harness.evaluation import build_judge, judge_rows, read_predictions, write_predictions
+
+    run = resolve("lynx", experiment={"eval": {"judge": {"name": "prefix", "options": {"strict": True}}}})
+    assert run.config.eval.judge.name == "prefix" and run.config.eval.judge.options == {"strict": True}
+    judge = build_judge(run.config.eval.judge.name, run.config.eval.judge.options)
+    rows = [{"keys": f"k{i}", "split": split, "category": "Color", "question": "What colour?", "answer": answer,
+             "pair_id": "", "probe": "", "prediction": prediction, "correct": None}
+            for i, (split, answer, prediction) in enumerate([("openvqa_image", "Red", "Red circle"),
+                                                              ("openvqa_image", "Red", "red circle"),
+                                                              ("openvqa_video", "3", "3 of them"),
+                                                              ("mme", "yes", "Yes, there is.")])]
+    type(judge).batches.clear()
+    judged = judge_rows(rows, judge)
+    assert type(judge).batches == [3]  # every non-MME row in one call; MME is decided by its yes/no
+    assert [r["correct"] for r in judged] == [True, False, True, True]
+    assert judged[1]["judge_output"] == "strict: 'red circle' vs 'Red'" and "judge_output" not in judged[3]
+    saved = read_predictions(write_predictions(judged, tmp_path / "predictions.jsonl"))
+    assert [r.get("judge_output") for r in saved] == [r.get("judge_output") for r in judged]
+    # the name alone (a shorthand) takes the judge's defaults: folded case
+    folded = resolve("lynx", cli={"eval.judge": "prefix"}).config.eval.judge
+    assert judge_rows(rows[1:2], build_judge(folded.name, folded.options))[0]["correct"] is True
+    with pytest.raises(ConfigError, match="judge 'prefix' takes no option 'strickt'.*did you mean 'strict'"):
+        resolve("lynx", cli={"eval.judge.name": "prefix", "eval.judge.options": {"strickt": True}})
 
 
 def test_a_grid_that_uses_the_broken_plugin_fails_in_one_line_before_writing(plugin, tmp_path, capsys):

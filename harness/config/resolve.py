@@ -29,7 +29,7 @@ LABEL_KEYS = ("variant", "scale")  # names, not settings: excluded from the conf
 # How a trained model is scored, not what was trained: excluded from the run key, hashed into the evaluation key,
 # so changing them re-scores saved checkpoints instead of retraining (`harness/rescore.py`).
 EVAL_SECTION = "eval."
-JUDGE_KEY = "eval.judge"  # a judge change re-judges the saved predictions; every other eval key regenerates them
+JUDGE_SECTION = "eval.judge."  # a judge change re-judges the saved predictions; every other eval key regenerates them
 BOOKKEEPING_KEYS = ("train.checkpoint_every",)  # how a run is kept, not what it trains: not in the run key
 # Settings added after stores already held runs, with the value that reproduces what runs trained before them:
 # left out of the run key while they hold it, so adding a setting never makes every existing run look new.
@@ -131,9 +131,14 @@ def training_settings(config: RunConfig) -> dict[str, Any]:
 
 
 def eval_settings(config: RunConfig, judge: bool = True) -> dict[str, Any]:
-    """The flat `eval.*` settings (without `eval.judge` when `judge` is False)."""
-    return {k: v for k, v in to_flat_dict(config).items()
-            if k.startswith(EVAL_SECTION) and (judge or k != JUDGE_KEY)}
+    """The flat `eval.*` settings (without the judge's when `judge` is False). A judge without options is written
+    `eval.judge: <name>`, as before judges took options, so runs evaluated then keep their evaluation key."""
+    settings = {k: v for k, v in to_flat_dict(config).items()
+                if k.startswith(EVAL_SECTION) and (judge or not k.startswith(JUDGE_SECTION))}
+    if judge and not settings.get(f"{JUDGE_SECTION}options"):
+        settings.pop(f"{JUDGE_SECTION}options", None)
+        settings["eval.judge"] = settings.pop(f"{JUDGE_SECTION}name")
+    return settings
 
 
 def config_hash(config: RunConfig) -> str:
@@ -231,7 +236,7 @@ def changed_keys(run: ResolvedRun, baseline: ResolvedRun) -> list[str]:
 
 def check_consistency(config: RunConfig) -> None:
     """Rules that involve several keys or a component registry."""
-    from harness.components import COMPONENT_KEYS
+    from harness.components import COMPONENT_KEYS, JUDGES
     from harness.evaluation.splits import parse_splits
 
     m, t = config.model, config.train
@@ -250,6 +255,13 @@ def check_consistency(config: RunConfig) -> None:
             problem = registry.check(value)
             if problem:
                 raise ConfigError(f"{key}: {problem}")
+    if config.eval.judge.options:  # only a judge given options is loaded now, to check it takes them
+        from harness.evaluation.judges import check_judge_options
+
+        try:
+            check_judge_options(config.eval.judge.name, JUDGES.get(config.eval.judge.name), config.eval.judge.options)
+        except AblateError as err:
+            raise ConfigError(str(err)) from None
     rules = [
         (m.vision.width % m.vision.heads == 0, "model.vision.width must be divisible by model.vision.heads"),
         (m.vision.image_size % m.vision.patch_size == 0,

@@ -10,7 +10,7 @@ validated once, when the layers are merged (`harness.config.resolve`), and trust
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 # A backbone source: "zoo:<entry>" (the miniature backbone zoo built by `ablate zoo build`), a local path
 # (a transformers `save_pretrained` folder or a timm-loadable weight file), or "random" (random init).
@@ -186,11 +186,23 @@ class GenerationConfig:
 
 
 @dataclass
+class JudgeConfig:
+    """The judge that decides whether an answer implies the reference, and its options.
+
+    In a config: `eval.judge: exact` (a name alone) or `eval.judge: {name: my_llm_judge, options: {model: ...}}`.
+    `options` are passed to the judge's factory as keyword arguments; names it does not take are refused when the
+    config is resolved."""
+
+    name: str = "rules"  # registry: harness.components.JUDGES (built-ins and `ablate.judges` entry points)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class EvalConfig:
     """The benchmark: which splits, how to decode each, and the judge."""
 
     splits: str = "openvqa_image,openvqa_video,mme,probes"  # comma-separated split names
-    judge: str = "rules"  # registry: harness.evaluation.judges.JUDGES
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
     batch_size: int = 32
     # The paper's Open-VQA image settings: 64 new tokens, 5 beams, length penalty -2.0, no-repeat 2-gram.
     openvqa: GenerationConfig = field(

@@ -17,11 +17,12 @@ from harness.errors import ConfigError, did_you_mean, one_of
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Turn nested dicts into dotted keys: {'train': {'lr': 1}} -> {'train.lr': 1}. Dotted keys pass through."""
+    """Turn nested dicts into dotted keys: {'train': {'lr': 1}} -> {'train.lr': 1}. Dotted keys pass through.
+    A schema field that is itself a mapping (a judge's `options`) stays one value."""
     flat: dict[str, Any] = {}
     for key, value in mapping.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if isinstance(value, dict) and dotted not in MAPPING_LEAVES:
             flat.update(flatten(value, dotted + "."))
         else:
             flat[dotted] = value
@@ -42,6 +43,9 @@ def schema_fields(cls: type = RunConfig, prefix: str = "") -> dict[str, Any]:
 
 
 LEAVES = schema_fields()
+MAPPING_LEAVES = frozenset(k for k, hint in LEAVES.items() if get_origin(hint) is dict)
+# Shorthands a layer may use: `eval.judge: exact` names the judge and sets it no options.
+SHORTHANDS = {"eval.judge": ("eval.judge.name", {"eval.judge.options": {}})}
 
 
 def coerce(key: str, value: Any, hint: Any, source: str) -> Any:
@@ -83,23 +87,39 @@ def coerce(key: str, value: Any, hint: Any, source: str) -> Any:
     elif hint is str:
         if isinstance(value, str):
             return value
+    elif get_origin(hint) is dict:
+        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            return dict(value)
     else:  # pragma: no cover - a schema field of a type this validator does not know is a bug
         raise TypeError(f"unsupported schema type {hint!r} for {key}")
     raise ConfigError(f"{source}: {key} must be {_type_name(hint)}, got {value!r} ({type(value).__name__})")
 
 
 def _type_name(hint: Any) -> str:
+    if get_origin(hint) is dict:
+        return "a mapping of names to values"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
 
 
 def check_layer(layer: dict[str, Any], source: str) -> dict[str, Any]:
     """Validate one flat layer of overrides; return it with values coerced to their schema types."""
     checked = {}
-    for key, value in layer.items():
+    for key, value in _expand_shorthands(layer).items():
         if key not in LEAVES:
             raise ConfigError(f"{source}: unknown config key '{key}'{did_you_mean(key, LEAVES)}")
         checked[key] = coerce(key, value, LEAVES[key], source)
     return checked
+
+
+def _expand_shorthands(layer: dict[str, Any]) -> dict[str, Any]:
+    expanded: dict[str, Any] = {}
+    for key, value in layer.items():
+        if key in SHORTHANDS and not isinstance(value, dict):
+            full, implied = SHORTHANDS[key]
+            expanded.update({full: value, **{k: v for k, v in implied.items() if k not in layer}})
+        else:
+            expanded[key] = value
+    return expanded
 
 
 def build(values: dict[str, Any]) -> RunConfig:

@@ -18,7 +18,7 @@ import torch
 from harness.config.schema import EvalConfig, GenerationConfig
 from harness.errors import AblateError, one_of
 from harness.evaluation.judges import Judge, build_judge
-from harness.evaluation.scoring import Row, score_rows, verdict
+from harness.evaluation.scoring import Row, judge_rows, score_rows
 from harness.evaluation.splits import KNOWN_SPLITS, get_split, parse_splits
 from harness.model.mllm import model_inputs
 from harness.placement import module_device, to_device
@@ -65,12 +65,11 @@ def predict_split(model, tokenizer, datamodule, split: str, eval_cfg: EvalConfig
         for i, text in enumerate(texts):
             row = {name: batch[name][i] for name in _LIST_FIELDS}
             row["prediction"] = text.strip()
-            row["correct"] = verdict(judge, row)
             rows.append(row)
     if not rows:  # an empty split would silently score 0 / drop its metrics
         raise AblateError(f"evaluation split '{split}' has no items in this world; known splits: "
                           f"{one_of(_available(datamodule) or KNOWN_SPLITS)}")
-    return rows
+    return judge_rows(rows, judge)  # the whole split at once: a judge with `batch` sees it in one call
 
 
 @torch.no_grad()
@@ -82,8 +81,10 @@ def evaluate(model, tokenizer, datamodule, eval_cfg: EvalConfig, judge: Judge | 
     `judge` is a Judge, a registry name, or None for `eval_cfg.judge`; `splits` overrides `eval_cfg.splits`;
     `blind=True` blanks every image (the image-dependence control).
     """
-    if judge is None or isinstance(judge, str):
-        judge = build_judge(judge or eval_cfg.judge)
+    if judge is None:
+        judge = build_judge(eval_cfg.judge.name, eval_cfg.judge.options)
+    elif isinstance(judge, str):
+        judge = build_judge(judge)
     names = parse_splits(eval_cfg.splits if splits is None else splits)
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):

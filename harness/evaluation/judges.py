@@ -24,14 +24,22 @@ The `rules` judge, in order:
 
 from __future__ import annotations
 
+import inspect
 import re
 import unicodedata
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+from harness.errors import AblateError, did_you_mean, one_of
 
 
 @runtime_checkable
 class Judge(Protocol):
-    """Does `prediction` imply `reference` (as an answer to `question`)?"""
+    """Does `prediction` imply `reference` (as an answer to `question`)?
+
+    A judge may also define `batch(items)`: a list of (question, prediction, reference) -> one result per item,
+    called once per benchmark split (an LLM judge batches its prompts there). A result is a bool, or a pair
+    (bool, raw output): the raw output (e.g. the judge model's own words) is kept with the prediction in
+    predictions.jsonl as `judge_output`."""
 
     def __call__(self, question: str, prediction: str, reference: str) -> bool: ...
 
@@ -249,8 +257,27 @@ class ExactJudge:
         return bool(ref) and normalise(prediction) == ref
 
 
-def build_judge(name: str) -> Judge:
-    """The judge registered under `name` (unknown names fail with the known ones and a suggestion)."""
+def build_judge(name: str, options: dict[str, Any] | None = None) -> Judge:
+    """The judge registered under `name`, built with `options` (`eval.judge.options`) as keyword arguments.
+    Unknown names fail with the known ones and a suggestion; options the judge does not take fail naming those it
+    does."""
     from harness.components import JUDGES
 
-    return JUDGES.get(name)()
+    factory = JUDGES.get(name)
+    check_judge_options(name, factory, options or {})
+    return factory(**(options or {}))
+
+
+def check_judge_options(name: str, factory: Any, options: dict[str, Any]) -> None:
+    """Refuse options that `factory` has no keyword parameter for (unless it takes **kwargs)."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: let the call decide
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    takes = [k for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = [k for k in options if k not in takes]
+    if unknown:
+        raise AblateError(f"eval.judge.options: judge '{name}' takes no option '{unknown[0]}'"
+                          f"{did_you_mean(unknown[0], takes)}; it takes {one_of(takes) if takes else 'none'}")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.data.vocab import NOISE_TOKENS
+from harness.errors import AblateError
 from harness.evaluation.judges import Judge, detect_yes_no, normalise
 from harness.evaluation.splits import get_split
 
@@ -166,9 +167,27 @@ def verdict(judge: Judge, row: Row) -> bool:
 
 
 def judge_rows(rows: Iterable[Row], judge: Judge) -> list[Row]:
-    """The rows with `correct` decided again by `judge` (the predictions themselves are kept): a judge change
-    re-scores saved predictions without generating them again."""
-    return [{**row, "correct": verdict(judge, row)} for row in rows]
+    """The rows with `correct` decided by `judge` (the predictions themselves are kept), in one `judge.batch`
+    call when the judge has one; a judge's raw output is kept as `judge_output`. A judge change re-scores saved
+    predictions without generating them again. MME rows are decided by their yes/no answer alone."""
+    rows = [dict(row) for row in rows]
+    asked = [row for row in rows if get_split(row["split"]).kind != "mme"]
+    batch = getattr(judge, "batch", None)
+    items = [(row["question"], row["prediction"], row["answer"]) for row in asked]
+    results = list(batch(items)) if callable(batch) else [judge(*item) for item in items]
+    if len(results) != len(items):
+        raise AblateError(f"judge {type(judge).__name__}.batch returned {len(results)} results for {len(items)} items")
+    for row, result in zip(asked, results, strict=True):
+        correct, raw = result if isinstance(result, tuple) else (result, None)
+        row["correct"] = bool(correct)
+        if raw is not None:
+            row["judge_output"] = str(raw)
+        else:
+            row.pop("judge_output", None)
+    for row in rows:
+        if get_split(row["split"]).kind == "mme":
+            row["correct"] = verdict(judge, row)
+    return rows
 
 
 def score_rows(rows: list[Row], junk_tokens: Iterable[str] = frozenset()) -> dict[str, float]:
