@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.config.files import read_yaml
-from harness.config.resolve import load_scale
 from harness.config.schema import LLMConfig, ModelConfig, RunConfig, VisionConfig
 from harness.errors import AblateError
+from harness.resolve import load_scale
 from harness.tracking import Store
 
 PATHS_ENV = "ABLATE_PATHS"
@@ -113,7 +113,7 @@ def zoo_spec(scale: str, model: ModelConfig | None = None):
     """The ZooSpec of a scale: LM and ViT architectures from the preset's roles, budgets from its `zoo` section.
     With a run's `model`, the entries it loads take its architecture: a run that asks for a wider LLM gets a zoo
     LLM of that width (built once, in its own zoo folder), never the preset's under its own name."""
-    from harness.config.resolve import preset_model
+    from harness.resolve import preset_model
     from harness.zoo import ZooSpec
     from harness.zoo.spec import LLM_ARCH_FIELDS, VISION_ARCH_FIELDS
 

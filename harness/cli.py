@@ -46,7 +46,7 @@ def cmd_variants_show(args) -> int:
     import yaml
 
     from harness.config.files import parse_overrides
-    from harness.config.resolve import resolve
+    from harness.resolve import resolve
 
     run = resolve(args.name, args.scale, args.seed, cli=parse_overrides(args.overrides))
     v = run.variant
@@ -75,8 +75,8 @@ def _parameter_lines(config) -> list[str]:
 
 
 def cmd_variants_params(args) -> int:
-    from harness.config.resolve import resolve
     from harness.model import parameter_report
+    from harness.resolve import resolve
     from harness.variant import catalogue
 
     print(f"{'variant':<24} {'total':>10} {'trainable':>10}   (scale {args.scale}, finetuning stage, meta device)")
@@ -93,8 +93,8 @@ def _count(n: int) -> str:
 
 
 def cmd_variants_diff(args) -> int:
-    from harness.config.resolve import changed_keys, resolve
     from harness.config.validate import to_flat_dict
+    from harness.resolve import changed_keys, resolve
 
     run = resolve(args.name, args.scale)
     if run.variant.baseline is None:
@@ -158,9 +158,9 @@ def cmd_grid_submit(args) -> int:
 def cmd_run(args) -> int:
     """One variant, no experiment file: a grid of one run named `run-VARIANT`, logged and skipped like any other."""
     from harness.config.files import parse_overrides
-    from harness.config.resolve import resolve
     from harness.experiment import Experiment
     from harness.grid import run_grid
+    from harness.resolve import resolve
 
     scale = args.scale or "tiny"
     resolve(args.variant, scale, args.seed)  # an unknown variant or scale fails here, with its suggestion
@@ -240,8 +240,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_world_build(args) -> int:
-    from harness.config.resolve import resolve
     from harness.data import build_tokenizer, build_world
+    from harness.resolve import resolve
 
     config = resolve("lynx", args.scale).config
     store = _store(args)
@@ -255,8 +255,8 @@ def cmd_world_build(args) -> int:
 
 def cmd_zoo_build(args) -> int:
     from harness.assets import ensure_zoo
-    from harness.config.resolve import resolve
     from harness.data import build_tokenizer, build_world
+    from harness.resolve import resolve
     from harness.zoo import describe_zoo
 
     config = resolve("lynx", args.scale).config
@@ -272,10 +272,10 @@ def cmd_zoo_build(args) -> int:
 
 def cmd_zoo_probe(args) -> int:
     from harness.assets import ensure_zoo
-    from harness.config.resolve import resolve
     from harness.data import build_tokenizer, build_world
     from harness.data.shards import iter_samples
     from harness.model.vision import VisionEncoder
+    from harness.resolve import resolve
     from harness.zoo import resolve_source
     from harness.zoo.probe import format_probe, probe_encoder
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.config.files import read_yaml
-from harness.config.resolve import ResolvedRun, resolve, verify_delta
 from harness.errors import ConfigError, did_you_mean, one_of
+from harness.resolve import ResolvedRun, resolve, verify_delta
 from harness.search import Search, parse_search
 
 KEYS = {"name", "description", "scale", "baseline", "variants", "seeds", "workers", "overrides", "search"}

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config.resolve import ResolvedRun
 from harness.errors import AblateError, ConfigError, Interrupted
 from harness.experiment import Experiment
 from harness.lifetime import follow_parent
 from harness.progress import GridDisplay, progress_file
+from harness.resolve import ResolvedRun
 from harness.resume import checkpoint_dir, describe_point, discard, resumable_by
 from harness.tracking import (
     PARENT_TAG,

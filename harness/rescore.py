@@ -1,6 +1,6 @@
 """Score trained runs again without training them: train once, score many times.
 
-A run's key hashes what was trained; its evaluation key hashes how it is scored (`harness/config/resolve.py`).
+A run's key hashes what was trained; its evaluation key hashes how it is scored (`harness/resolve.py`).
 When a grid finds a finished run whose evaluation settings changed, it re-scores that run into the same MLflow run:
 - only the judge changed: the saved predictions are judged again (no model is built);
 - anything else in `eval.*` changed: the saved checkpoint is loaded and the benchmark generates again.
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from harness.config.resolve import ResolvedRun
 from harness.config.schema import JudgeConfig, RunConfig
 from harness.errors import AblateError
+from harness.resolve import ResolvedRun
 from harness.runner import (
     build_for,
     predictions_text,

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from harness.components import plugin_tags
-from harness.config.resolve import ResolvedRun, eval_settings, training_settings
 from harness.config.schema import RunConfig, StageConfig
 from harness.config.validate import to_flat_dict
 from harness.errors import AblateError
 from harness.progress import RunProgress
+from harness.resolve import ResolvedRun, eval_settings, training_settings
 from harness.resume import checkpoint_dir, discard
 from harness.tracking import Store, finish, log_batch, mark_killed, provenance
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config.resolve import resolve
 from harness.errors import AblateError, ConfigError
 from harness.experiment import Experiment
+from harness.resolve import resolve
 from harness.search import Search
 from harness.tracking import PARENT_TAG, Store, experiment_id, find_runs, finish, log_batch, provenance, start_parent
 

@@ -43,7 +43,7 @@ def store_with_shared_cache(tmp_path_factory, name: str, prepare_config):
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory):
     """An output folder with the tiny world and the tiny backbone zoo built (about two minutes, once per session)."""
-    from harness.config.resolve import resolve
+    from harness.resolve import resolve
 
     return store_with_shared_cache(tmp_path_factory, "tiny-store", lambda: resolve("lynx", "tiny").config)
 
@@ -64,7 +64,7 @@ def quick() -> dict:
 def quick_store(tmp_path_factory):
     """An output folder whose small world is built (the QUICK runs' world), shared by the machinery tests; each
     test uses its own experiment name in it."""
-    from harness.config.resolve import resolve
+    from harness.resolve import resolve
 
     return store_with_shared_cache(tmp_path_factory, "quick-store", lambda: resolve("lynx", "tiny", cli=QUICK).config)
 

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.config.resolve import resolve
 from harness.config.schema import STAGES
 from harness.experiment import load_experiment
 from harness.model import apply_freeze_policy
+from harness.resolve import resolve
 from harness.runner import build_for, stage_image_size
 from harness.tracking import Store
 from harness.variant import catalogue

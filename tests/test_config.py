@@ -3,9 +3,9 @@
 import pytest
 
 from harness.config.files import parse_overrides, read_yaml
-from harness.config.resolve import config_hash, resolve
 from harness.config.validate import check_layer
 from harness.errors import ConfigError
+from harness.resolve import config_hash, resolve
 
 
 def test_unknown_key_names_source_key_and_suggestion():
@@ -154,7 +154,7 @@ def test_explicit_setting_beats_a_role_derived_one():
 
 
 def test_every_variant_differs_from_its_baseline_only_at_its_delta_at_every_scale():
-    from harness.config.resolve import changed_keys, load_scale, verify_delta
+    from harness.resolve import changed_keys, load_scale, verify_delta
     from harness.variant import catalogue
 
     for scale in ("tiny", "small", "base", "paper"):
@@ -171,7 +171,7 @@ def test_every_variant_differs_from_its_baseline_only_at_its_delta_at_every_scal
 
 
 def test_a_stray_difference_is_refused():
-    from harness.config.resolve import verify_delta
+    from harness.resolve import verify_delta
 
     run = resolve("wo_adapter", cli={"train.batch_size": 3})
     with pytest.raises(ConfigError, match=r"differs from its baseline 'lynx' outside its delta at train\.batch_size"):

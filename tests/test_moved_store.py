@@ -8,8 +8,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from harness.config.resolve import resolve
 from harness.rescore import evaluate_saved
+from harness.resolve import resolve
 from harness.runner import execute
 from harness.tracking import Store, experiment_id
 from reports.runs import load_predictions

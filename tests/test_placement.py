@@ -167,8 +167,8 @@ def test_two_ddp_processes_read_different_samples_and_match_one_process(world, t
 def test_the_strategy_follows_devices_nodes_and_train_strategy():
     from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, SingleDeviceStrategy
 
-    from harness.config.resolve import resolve
     from harness.errors import ConfigError
+    from harness.resolve import resolve
 
     assert isinstance(stage_strategy("cpu", 1), SingleDeviceStrategy)
     assert isinstance(stage_strategy("cpu", 2), DDPStrategy)

@@ -13,7 +13,7 @@ import pytest
 
 from harness.cli import main
 from harness.components import COMPONENT_KEYS, CONNECTORS, JUDGES, plugin_tags
-from harness.config.resolve import resolve
+from harness.resolve import resolve
 
 PLUGIN = '''
 import torch

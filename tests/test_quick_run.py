@@ -22,7 +22,7 @@ def test_a_quick_run_trains_once_and_is_skipped_the_second_time(quick_store, qui
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert any(k.startswith("eval/probes/") for k in runs[0].data.metrics)
     # What each stage cost: training FLOPs (first step, counted), visual tokens the LLM read, speed and memory.
-    from harness.config.resolve import resolve
+    from harness.resolve import resolve
 
     metrics = runs[0].data.metrics
     queries = resolve("wo_adapter", "tiny").config.model.connector.num_queries

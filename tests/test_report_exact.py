@@ -17,7 +17,7 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from harness.cli import main
-from harness.config.resolve import resolve
+from harness.resolve import resolve
 from harness.runner import run_tags
 from harness.tracking import PARENT_TAG
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.config.resolve import resolve
+from harness.resolve import resolve
 from harness.runner import execute
 from harness.tracking import Store, experiment_id
 

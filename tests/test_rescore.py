@@ -9,8 +9,8 @@ import logging
 import pytest
 
 from harness.cli import main
-from harness.config.resolve import resolve
 from harness.evaluation.judges import ExactJudge
+from harness.resolve import resolve
 from harness.tracking import Store
 
 pytestmark = pytest.mark.slow

@@ -247,7 +247,7 @@ def test_scale_presets_give_the_zoo_budgets_and_architectures():
 def test_a_run_that_asks_for_other_sizes_gets_a_zoo_at_those_sizes(tmp_path):
     """An override of the LLM's width builds a zoo LLM of that width; it never loads the preset's under its name."""
     from harness.assets import zoo_sizes, zoo_spec
-    from harness.config.resolve import resolve
+    from harness.resolve import resolve
 
     preset = zoo_spec("tiny")
     lynx = resolve("lynx", "tiny").config.model

@@ -1,2 +1,2 @@
-"""Typed configuration: `schema` (dataclasses), `files` (YAML), `validate` (per-layer checks), `resolve` (merge,
-consistency, hash)."""
+"""Typed configuration, the bottom layer: `schema` (dataclasses), `files` (YAML), `validate` (per-layer checks).
+It imports nothing else of the harness; `harness.resolve` merges presets, variants and experiments on top of it."""

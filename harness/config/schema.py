@@ -4,7 +4,7 @@ Every knob an experiment can turn is a field here, so a variant's delta, an expe
 `key=value` all name the same dotted keys (`model.connector.kind`, `train.finetune.lr`, ...). The defaults are
 the Lynx baseline's design at the `tiny` scale; scale presets (`harness/scales/*.yaml`) set sizes and budgets for
 other scales and map abstract roles (`model.llm.role`, `model.vision.size`) to concrete backbones. Values are
-validated once, when the layers are merged (`harness.config.resolve`), and trusted afterwards.
+validated once, when the layers are merged (`harness.resolve`), and trusted afterwards.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from harness.config.validate import build, check_layer, flatten, to_flat_dict
 from harness.errors import AblateError, ConfigError, did_you_mean, one_of
 from harness.variant import Variant, lineage
 
-SCALES_DIR = Path(__file__).resolve().parent.parent / "scales"
+SCALES_DIR = Path(__file__).resolve().parent / "scales"
 LABEL_KEYS = ("variant", "scale")  # names, not settings: excluded from the config hash
 # How a trained model is scored, not what was trained: excluded from the run key, hashed into the evaluation key,
 # so changing them re-scores saved checkpoints instead of retraining (`harness/rescore.py`).
