@@ -51,11 +51,11 @@ class Bench:
     """The lynx model of a scale with random-init backbones, its finetune stream, and a warmed feature cache."""
 
     def __init__(self, scale: str, out: Path) -> None:
-        from harness.config.resolve import resolve
         from harness.data import WorldDataModule
         from harness.features import stage_features
         from harness.model import apply_freeze_policy
         from harness.placement import hold_frozen_in_training_dtype
+        from harness.resolve import resolve
         from harness.runner import build_for, stage_image_size
         from harness.tracking import Store
 
@@ -144,9 +144,9 @@ def time_grid(experiment: str, scale: str, out: Path) -> dict[str, float]:
     """Wall time of a grid (world and zoo built first, not counted) and its evaluation share."""
 
     from harness.assets import prepare
-    from harness.config.resolve import resolve
     from harness.experiment import load_experiment
     from harness.grid import run_grid
+    from harness.resolve import resolve
     from harness.tracking import Store, search_frame
 
     store = Store(out / "grid")

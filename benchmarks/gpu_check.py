@@ -61,11 +61,11 @@ def check_variant(variant: str, scale: str, device: torch.device, batch: int, te
                   gen_items: int) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from harness.config.resolve import resolve
     from harness.config.schema import GenerationConfig
     from harness.model import apply_freeze_policy, build_model
     from harness.model.mllm import model_inputs
     from harness.placement import autocast_for, hold_frozen_in_training_dtype, to_device
+    from harness.resolve import resolve
 
     cfg = resolve(variant, scale, cli={"model.llm.source": "random", "model.vision.weights": "random"}).config
     precision = "bf16-mixed" if device.type == "cuda" else cfg.train.precision

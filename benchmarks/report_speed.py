@@ -66,8 +66,8 @@ def item_rows(rng: random.Random, skill: float) -> list[dict]:
 
 def build_store(out: Path, runs: int, seed: int = 0) -> tuple[str, int]:
     """A synthetic grid of about `runs` runs in `out` (sqlite MLflow); returns the experiment's name and its size."""
-    from harness.config.resolve import resolve, training_settings
     from harness.evaluation.scoring import score_rows
+    from harness.resolve import resolve, training_settings
     from harness.runner import run_tags
     from harness.tracking import PARENT_TAG, Store, experiment_id, log_batch, log_metric_series
     from harness.variant import catalogue
