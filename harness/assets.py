@@ -155,6 +155,22 @@ def zoo_dir(store: Store, scale: str, spec, world) -> Path:
     return store.cache / "zoo" / f"{scale}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
+def expected_build_tags(config: RunConfig, store: Store) -> dict[str, str]:
+    """The world hash and zoo folder a run of `config` trains on in `store` (its `ablate.world_hash` and
+    `ablate.zoo` tags), computed without building either. A finished run whose tags differ was trained on another
+    build: the world generator, the zoo recipe or their code changed since."""
+    from types import SimpleNamespace
+
+    from harness.data.world import world_hash
+
+    digest = world_hash(config.world)
+    tags = {"ablate.world_hash": digest}
+    if zoo_entries(config.model):
+        world = SimpleNamespace(manifest={"hash": digest})
+        tags["ablate.zoo"] = store.relative(zoo_dir(store, config.scale, zoo_spec(config.scale, config.model), world))
+    return tags
+
+
 def zoo_entries(model: ModelConfig) -> set[str]:
     """The zoo entries a model config loads (its `zoo:` sources)."""
     return {s.removeprefix("zoo:") for s in (model.llm.source, model.vision.weights) if s.startswith("zoo:")}

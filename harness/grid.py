@@ -58,6 +58,7 @@ class GridOutcome:
     finished: list[str] = field(default_factory=list)  # run labels trained now
     skipped: list[str] = field(default_factory=list)  # already finished before
     rescored: list[str] = field(default_factory=list)  # finished before, scored again under new eval settings
+    other_build: list[str] = field(default_factory=list)  # finished, but on another build of the world or zoo
     busy: list[str] = field(default_factory=list)  # locked by another process
     failed: dict[str, str] = field(default_factory=dict)  # label -> reason
     submitted: dict[str, str] = field(default_factory=dict)  # label -> cluster job id (`submit_grid`)
@@ -321,7 +322,7 @@ def plan_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None =
     """Resolve every run, create the grid's parent run and a SCHEDULED child per run still to do, and decide what
     each needs; returns (client, runs, outcome so far, todo), todo holding (run, MLflow run id, score again only).
     `run_grid` executes the todo list in local workers, `submit_grid` as cluster jobs."""
-    from harness.assets import check_sources
+    from harness.assets import check_sources, expected_build_tags
 
     runs = experiment.expand(cli, per_variant)  # every config is validated before anything is written
     for run in runs:
@@ -348,6 +349,8 @@ def plan_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None =
         previous = existing.get(run.key)
         if previous is not None and previous.info.status == "FINISHED" and scored_as_configured(previous, run):
             outcome.skipped.append(run.label)
+            if any(previous.data.tags.get(k, v) != v for k, v in expected_build_tags(run.config, store).items()):
+                outcome.other_build.append(run.label)
             continue
         if previous is not None and previous.info.status == "FAILED" and not retry_failed:
             outcome.failed[run.label] = (f"failed before ({previous.data.tags.get('ablate.error', '?')[:300]}); "
@@ -427,6 +430,11 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
     client, runs, outcome, todo = plan_grid(experiment, store, cli, retry_failed, per_variant)
     parent_id = outcome.parent_run_id
     rescoring = sum(only for _, _, only in todo)
+    if outcome.other_build:
+        log.warning("grid %s: %d finished run(s) trained on another build of the world or zoo (their code or recipe "
+                    "changed since): %s. They are kept and reported as they are; to train them on the current "
+                    "build, run the grid into a fresh --out", experiment.name, len(outcome.other_build),
+                    ", ".join(outcome.other_build[:5]) + (" ..." if len(outcome.other_build) > 5 else ""))
     log.info("grid %s: %d runs, %d already finished, %d to run%s with %d worker(s)",
              experiment.name, len(runs), len(outcome.skipped), len(todo) - rescoring,
              f" and {rescoring} to score again (evaluation settings changed)" if rescoring else "",

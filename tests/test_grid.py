@@ -63,6 +63,24 @@ def test_rerun_skips_every_finished_run(smoke):
     again = run_grid(experiment, store, FAST)
     assert again.skipped and len(again.skipped) == 3 and not again.finished
     assert again.parent_run_id == first.parent_run_id
+    assert not again.other_build  # trained on the world and zoo this code builds
+
+
+def test_a_run_finished_on_another_world_build_is_kept_and_named(smoke, caplog):
+    experiment, store, _ = smoke
+    client = store.client()
+    exp = client.get_experiment_by_name("smoke").experiment_id
+    run = client.search_runs([exp], "tags.`ablate.kind` = 'run' and tags.`ablate.variant` = 'wo_adapter'")[0]
+    real = run.data.tags["ablate.world_hash"]
+    client.set_tag(run.info.run_id, "ablate.world_hash", "0123456789ab")  # as if an older generator had built it
+    try:
+        with caplog.at_level("WARNING", logger="ablate"):
+            again = run_grid(experiment, store, FAST)
+    finally:
+        client.set_tag(run.info.run_id, "ablate.world_hash", real)
+    assert len(again.skipped) == 3 and not again.finished and len(again.other_build) == 1
+    assert "wo_adapter" in again.other_build[0]
+    assert "trained on another build of the world or zoo" in caplog.text and "fresh --out" in caplog.text
 
 
 def test_report_reads_the_grid_back(smoke):
