@@ -258,6 +258,15 @@ def identified(runs: list[ResolvedRun]) -> list[ResolvedRun]:
     return [dataclasses.replace(run, sources=tuple(source_identity(run.config).items())) for run in runs]
 
 
+def on_other_build(finished, run: ResolvedRun, store: Store) -> bool:
+    """Whether a finished MLflow run was trained on another build of the world or zoo than this code makes for
+    its config (an upgraded generator or zoo recipe): its tags differ from `expected_build_tags`."""
+    from harness.assets import expected_build_tags
+
+    tags = finished.data.tags
+    return any(tags.get(k, v) != v for k, v in expected_build_tags(run.config, store).items())
+
+
 def grid_status(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None) -> list[tuple[str, str]]:
     """(run label, state) for every run of the experiment: 'pending', 'running: finetune 320/600, ...',
     'done', 'failed: reason', 'killed', or 'stale: RUNNING in MLflow but no live process' after a crash."""
@@ -280,6 +289,8 @@ def grid_status(experiment: Experiment, store: Store, cli: dict[str, Any] | None
         elif status == "FINISHED":
             state = "done" if scored_as_configured(child, run) else \
                 "done (evaluation settings changed: the next grid run scores it again, without training)"
+            if on_other_build(child, run, store):
+                state += " (trained on another build of the world or zoo: a fresh --out trains it on this one)"
         elif status == "FAILED":
             state = f"failed: {child.data.tags.get('ablate.error', '')[:200]}"
         elif status == "KILLED":
@@ -322,7 +333,7 @@ def plan_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None =
     """Resolve every run, create the grid's parent run and a SCHEDULED child per run still to do, and decide what
     each needs; returns (client, runs, outcome so far, todo), todo holding (run, MLflow run id, score again only).
     `run_grid` executes the todo list in local workers, `submit_grid` as cluster jobs."""
-    from harness.assets import check_sources, expected_build_tags
+    from harness.assets import check_sources
 
     runs = experiment.expand(cli, per_variant)  # every config is validated before anything is written
     for run in runs:
@@ -349,7 +360,7 @@ def plan_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None =
         previous = existing.get(run.key)
         if previous is not None and previous.info.status == "FINISHED" and scored_as_configured(previous, run):
             outcome.skipped.append(run.label)
-            if any(previous.data.tags.get(k, v) != v for k, v in expected_build_tags(run.config, store).items()):
+            if on_other_build(previous, run, store):
                 outcome.other_build.append(run.label)
             continue
         if previous is not None and previous.info.status == "FAILED" and not retry_failed:

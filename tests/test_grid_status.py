@@ -32,7 +32,9 @@ def test_each_run_state_gets_its_line(tmp_path, capsys):
         run_id = client.create_run(exp, tags={PARENT_TAG: parent, "ablate.run_key": runs[i].key,
                                               "ablate.kind": "run", "ablate.grid": "states",
                                               "ablate.error": "ValueError: boom",
-                                              "ablate.eval_key": runs[i].eval_key}).info.run_id
+                                              "ablate.eval_key": runs[i].eval_key,
+                                              # run 0 was trained on a world an older generator built
+                                              **({"ablate.world_hash": "0123456789ab"} if i == 0 else {})}).info.run_id
         client.update_run(run_id, status=status)
         if i == 2:  # the killed run left a resume point
             folder = checkpoint_dir(store, runs[i].key)
@@ -48,7 +50,8 @@ def test_each_run_state_gets_its_line(tmp_path, capsys):
         fcntl.flock(held, fcntl.LOCK_EX)
         assert main(["--out", str(store.root), "grid", "status", str(path)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["lynx", "seed", "0", "done"]
+    assert out[0].split()[:4] == ["lynx", "seed", "0", "done"]
+    assert out[0].endswith("done (trained on another build of the world or zoo: a fresh --out trains it on this one)")
     assert out[1].startswith("lynx seed 1") and out[1].endswith("failed: ValueError: boom")
     assert out[2].startswith("w_llama seed 0") and "killed (the next grid run resumes it from finetune step 300)" in out[2]
     assert "running: finetune 320/600, loss 1.250, 40 samples/s, stage ETA 2m20s" in out[3]
