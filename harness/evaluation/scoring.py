@@ -159,11 +159,9 @@ def score_probes(rows: Iterable[Row], junk_tokens: Iterable[str] = frozenset()) 
     return metrics
 
 
-def verdict(judge: Judge, row: Row) -> bool:
-    """Whether one prediction row is right: MME by its yes/no decision alone, every other split by the judge."""
-    if get_split(row["split"]).kind == "mme":
-        return detect_yes_no(row["prediction"], row["question"]) == normalise(row["answer"])
-    return bool(judge(row["question"], row["prediction"], row["answer"]))
+def _mme_correct(row: Row) -> bool:
+    """An MME row is right when its yes/no decision is: no judge is asked."""
+    return detect_yes_no(row["prediction"], row["question"]) == normalise(row["answer"])
 
 
 def judge_rows(rows: Iterable[Row], judge: Judge) -> list[Row]:
@@ -171,7 +169,12 @@ def judge_rows(rows: Iterable[Row], judge: Judge) -> list[Row]:
     call when the judge has one; a judge's raw output is kept as `judge_output`. A judge change re-scores saved
     predictions without generating them again. MME rows are decided by their yes/no answer alone."""
     rows = [dict(row) for row in rows]
-    asked = [row for row in rows if get_split(row["split"]).kind != "mme"]
+    asked = []
+    for row in rows:
+        if get_split(row["split"]).kind == "mme":
+            row["correct"] = _mme_correct(row)
+        else:
+            asked.append(row)
     batch = getattr(judge, "batch", None)
     items = [(row["question"], row["prediction"], row["answer"]) for row in asked]
     results = list(batch(items)) if callable(batch) else [judge(*item) for item in items]
@@ -184,9 +187,6 @@ def judge_rows(rows: Iterable[Row], judge: Judge) -> list[Row]:
             row["judge_output"] = str(raw)
         else:
             row.pop("judge_output", None)
-    for row in rows:
-        if get_split(row["split"]).kind == "mme":
-            row["correct"] = verdict(judge, row)
     return rows
 
 
