@@ -146,11 +146,11 @@ def zoo_sizes(model: ModelConfig) -> str:
                 + [getattr(model.vision, f) for f in VISION_ARCH_FIELDS])
 
 
-def zoo_dir(store: Store, scale: str, spec, world) -> Path:
-    """The zoo folder for a scale's spec, world and zoo code version: rebuilt when any of them changes."""
+def zoo_dir(store: Store, scale: str, spec, world_hash: str) -> Path:
+    """The zoo folder for a scale's spec, world (its hash) and zoo code version: rebuilt when any of them changes."""
     from harness.zoo.spec import ZOO_VERSION
 
-    blob = json.dumps({"spec": dataclasses.asdict(spec), "world": world.manifest["hash"], "version": ZOO_VERSION},
+    blob = json.dumps({"spec": dataclasses.asdict(spec), "world": world_hash, "version": ZOO_VERSION},
                       sort_keys=True, default=str)
     return store.cache / "zoo" / f"{scale}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
@@ -159,15 +159,12 @@ def expected_build_tags(config: RunConfig, store: Store) -> dict[str, str]:
     """The world hash and zoo folder a run of `config` trains on in `store` (its `ablate.world_hash` and
     `ablate.zoo` tags), computed without building either. A finished run whose tags differ was trained on another
     build: the world generator, the zoo recipe or their code changed since."""
-    from types import SimpleNamespace
-
     from harness.data.world import world_hash
 
     digest = world_hash(config.world)
     tags = {"ablate.world_hash": digest}
     if zoo_entries(config.model):
-        world = SimpleNamespace(manifest={"hash": digest})
-        tags["ablate.zoo"] = store.relative(zoo_dir(store, config.scale, zoo_spec(config.scale, config.model), world))
+        tags["ablate.zoo"] = store.relative(zoo_dir(store, config.scale, zoo_spec(config.scale, config.model), digest))
     return tags
 
 
@@ -196,7 +193,7 @@ def ensure_zoo(config: RunConfig, store: Store, world, tokenizer, force: bool = 
     from harness.zoo.build import build_chains, with_dependencies
 
     spec = zoo_spec(config.scale, config.model)
-    folder = zoo_dir(store, config.scale, spec, world)
+    folder = zoo_dir(store, config.scale, spec, world.manifest["hash"])
     wanted = with_dependencies(entries)
     if not force and all(zoo.verify_entry(folder / e) is None for e in wanted):
         return folder
