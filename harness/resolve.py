@@ -33,7 +33,8 @@ JUDGE_SECTION = "eval.judge."  # a judge change re-judges the saved predictions;
 BOOKKEEPING_KEYS = ("train.checkpoint_every",)  # how a run is kept, not what it trains: not in the run key
 # Settings added after stores already held runs, with the value that reproduces what runs trained before them:
 # left out of the run key while they hold it, so adding a setting never makes every existing run look new.
-NEUTRAL_WHEN_ADDED = {"data.holdout_percent": 0.0, "train.num_nodes": 1, "train.strategy": "auto"}
+NEUTRAL_WHEN_ADDED = {"data.holdout_percent": 0.0, "train.num_nodes": 1, "train.strategy": "auto",
+                      "train.no_decay": "none"}
 PRESET_SECTIONS = {"config", "roles", "zoo"}
 
 Layer = tuple[str, dict[str, Any]]

@@ -214,7 +214,8 @@ def _train_and_evaluate(
                                "params/total": sum(r["params"] for r in rows),
                                **{f"params/{name}/{dtype}": n for dtype, n in dtypes.items()}})
         restore = {"optimizer": resume.optimizer, "scheduler": resume.scheduler} if done else None
-        module = MultimodalModule(model, stage, cfg.train.weight_decay, done=done, restore=restore)
+        module = MultimodalModule(model, stage, cfg.train.weight_decay, done=done, restore=restore,
+                                  no_decay=cfg.train.no_decay)
         callback = MlflowMetrics(client, run_id, cfg.train.log_every, prefix=f"train/{name}", step_offset=step_offset,
                                  done=done, logged_through=last_logged_step(client, run_id, f"train/{name}/loss")
                                  if resume is not None else -1)

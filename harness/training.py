@@ -12,6 +12,7 @@ import torch
 from harness.config.schema import StageConfig
 from harness.errors import AblateError
 from harness.model.mllm import model_inputs
+from harness.optim import NoDecay, adamw
 
 if TYPE_CHECKING:  # the module itself runs without mlflow (benchmarks/gpu_check.py on a bare GPU machine)
     from mlflow.tracking import MlflowClient
@@ -42,11 +43,11 @@ class MultimodalModule(L.LightningModule):
     (`restore`): Lightning's own counter restarts at 0, so `done` is added wherever a step is named."""
 
     def __init__(self, model: torch.nn.Module, stage: StageConfig, weight_decay: float, done: int = 0,
-                 restore: dict | None = None) -> None:
+                 restore: dict | None = None, no_decay: NoDecay = "1d") -> None:
         super().__init__()
         self.model = model
         self.stage = stage
-        self.weight_decay = weight_decay
+        self.weight_decay, self.no_decay = weight_decay, no_decay
         self.done, self.restore = done, restore
         # Measured on the stage's first step: training FLOPs (forward and backward, torch's FlopCounterMode) and
         # visual tokens the LLM reads, per sample. Counting changes no number the step computes.
@@ -109,12 +110,9 @@ class MultimodalModule(L.LightningModule):
                      "visual_tokens": seen[0] if seen else 0.0}
 
     def configure_optimizers(self):
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if not params:
+        if not any(p.requires_grad for p in self.model.parameters()):
             raise AblateError("the freeze policy leaves no trainable parameters; nothing to train")
-        optimizer = torch.optim.AdamW(
-            params, lr=self.stage.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=self.weight_decay
-        )
+        optimizer = adamw(self.model, self.stage.lr, self.weight_decay, no_decay=self.no_decay)
         total = self.stage.steps
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: warmup_linear_decay(step, total, self.stage.warmup_frac)

@@ -16,6 +16,8 @@ from typing import Any, Literal
 # (a transformers `save_pretrained` folder or a timm-loadable weight file), or "random" (random init).
 Source = str
 
+NoDecay = Literal["1d", "none"]  # the weight-decay exemption rules of harness/optim.py
+
 
 @dataclass
 class VisionConfig:
@@ -150,6 +152,9 @@ class TrainConfig:
     finetune: StageConfig = field(default_factory=lambda: StageConfig(steps=300, lr=5e-4, resolution="high"))
     batch_size: int = 16
     weight_decay: float = 0.01
+    # Which tensors weight decay spares (harness/optim.py): "1d" = biases, norms, gates and scales; "none" = none
+    # of them, the recipe of runs trained before this setting existed.
+    no_decay: NoDecay = "1d"
     precision: Literal["bf16-mixed", "32-true", "16-mixed"] = "bf16-mixed"
     accelerator: str = "cpu"  # Lightning accelerator: cpu | gpu | auto
     devices: int = 1  # accelerators per node

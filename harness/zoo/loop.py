@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from harness.optim import adamw
 from harness.progress import ProgressLine
 
 
@@ -31,13 +32,7 @@ def fit(
     """Train `model` for `steps` steps on `step_loss(step)`; return (step, loss) every `log_every` steps. With a
     `name`, a progress line (`harness.progress.ProgressLine`): step, loss, ETA."""
     device = next(model.parameters()).device
-    # No weight decay on norms, biases and embeddings-like 1-d tensors (the usual transformer recipe).
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr, betas=(0.9, 0.98),
-    )
+    opt = adamw(model, lr, weight_decay, betas=(0.9, 0.98))  # the runner's builder: norms and biases not decayed
     warmup = max(1, int(steps * warmup_frac))
 
     def schedule(step: int) -> float:
