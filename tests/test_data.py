@@ -326,3 +326,19 @@ def test_held_out_samples_never_train_and_validation_batches_are_fixed(world, to
     assert all(dm.held_out(s) for s, _ in zip(dm.endless("captions", held_out=True), range(50), strict=False))
     with pytest.raises(AblateError, match="data.holdout_percent above 0"):
         make_dm(world, tokenizer).validation_batches("finetune")
+
+
+def test_a_data_worker_cut_off_mid_hand_over_prints_no_traceback(monkeypatch, capsys):
+    """Ctrl-C stops the trainer while a data worker's file-descriptor server is handing it a batch: the worker's
+    `ConnectionResetError` used to reach stderr as a traceback (tests/test_interrupt.py saw it under load)."""
+    import sys
+
+    from harness.data.datamodule import quiet_hand_over
+
+    monkeypatch.setattr(sys, "excepthook", sys.__excepthook__)
+    quiet_hand_over(0)
+    for error in (ConnectionResetError(104, "Connection reset by peer"), BrokenPipeError(), EOFError()):
+        sys.excepthook(type(error), error, None)
+    assert capsys.readouterr().err == ""
+    sys.excepthook(ValueError, ValueError("a real error in the worker"), None)
+    assert "a real error in the worker" in capsys.readouterr().err

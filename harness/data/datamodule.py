@@ -41,6 +41,20 @@ from harness.data.shards import (
 from harness.errors import AblateError, one_of
 
 DATA_WORKERS = int(os.environ.get("ABLATE_DATA_WORKERS", 1))  # 0: read batches in the training process
+
+
+def quiet_hand_over(worker_id: int) -> None:
+    """In a data worker: a batch hand-over that the training process cut off (Ctrl-C reaches the whole process
+    group, and the trainer stops mid-transfer) ends without a traceback. torch passes a batch's shared memory to
+    the trainer as a file descriptor, served by a thread of the worker, which prints any connection error it gets
+    through `sys.excepthook`. Other errors are printed as before."""
+    shown = sys.excepthook
+
+    def hook(kind, value, tb) -> None:
+        if not issubclass(kind, (ConnectionError, EOFError)):
+            shown(kind, value, tb)
+
+    sys.excepthook = hook
 SHUFFLE_BUFFER = 1000  # raw samples held per dataset for shuffling (about one shard at the default shard size)
 EVAL_FIELDS = ("keys", "split", "category", "question", "answer", "pair_id", "probe")
 
@@ -157,7 +171,8 @@ class WorldDataModule(L.LightningDataModule):
         # ends it quietly instead of printing an import traceback.
         return DataLoader(dataset, batch_size=self.batch_size, collate_fn=self.collate_train,
                           num_workers=DATA_WORKERS, prefetch_factor=4 if DATA_WORKERS else None,
-                          multiprocessing_context="fork" if DATA_WORKERS and sys.platform == "linux" else None)
+                          multiprocessing_context="fork" if DATA_WORKERS and sys.platform == "linux" else None,
+                          worker_init_fn=quiet_hand_over if DATA_WORKERS else None)
 
     def train_dataloader(self) -> DataLoader:
         """Lightning's hook: the batches of `self.stage`."""
