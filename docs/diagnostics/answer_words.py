@@ -37,7 +37,8 @@ def similarity(model, tok) -> None:
 
 
 @torch.no_grad()
-def copy_test(model, tok, n: int = 300) -> None:
+def copy_rate(model, tok, n: int = 300) -> tuple[int, int]:
+    """(right, asked): after a scene in words, "The <shape> is" ranks the shape's colour first among the colours."""
     colours = list(COLOURS)
     ids = word_ids(tok, colours)
     rng, hits, asked = random.Random(7), 0, 0
@@ -51,8 +52,13 @@ def copy_test(model, tok, n: int = 300) -> None:
         x = tok(f"{detailed_caption(scene)} The {obj['shape']} is", return_tensors="pt").input_ids
         hits += colours[model(x).logits[0, -1, ids].argmax()] == obj["colour"]
         asked += 1
+    return int(hits), asked
+
+
+def copy_test(model, tok) -> None:
+    hits, asked = copy_rate(model, tok)
     print(f"  copy test: the right colour ranks first in {hits}/{asked} = {100 * hits / asked:.0f} % "
-          f"(chance {100 / len(colours):.0f} %)")
+          f"(chance {100 / len(COLOURS):.0f} %)")
 
 
 def main() -> None:
