@@ -41,6 +41,8 @@ from harness.data.shards import (
 from harness.errors import AblateError, one_of
 
 DATA_WORKERS = int(os.environ.get("ABLATE_DATA_WORKERS", 1))  # 0: read batches in the training process
+SHUFFLE_BUFFER = 1000  # raw samples held per dataset for shuffling (about one shard at the default shard size)
+EVAL_FIELDS = ("keys", "split", "category", "question", "answer", "pair_id", "probe")
 
 
 def quiet_hand_over(worker_id: int) -> None:
@@ -55,8 +57,6 @@ def quiet_hand_over(worker_id: int) -> None:
             shown(kind, value, tb)
 
     sys.excepthook = hook
-SHUFFLE_BUFFER = 1000  # raw samples held per dataset for shuffling (about one shard at the default shard size)
-EVAL_FIELDS = ("keys", "split", "category", "question", "answer", "pair_id", "probe")
 
 
 def image_to_tensor(img: Image.Image, image_size: int) -> torch.Tensor:
