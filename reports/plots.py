@@ -99,7 +99,9 @@ def plot_deltas(rows: list[dict], baseline: str, metric_label: str, path: Path) 
         colour = "#1f4e8c" if significant else "#9aaecb"
         ax.plot([r["low"], r["high"]], [i, i], color=colour, linewidth=2.2)
         ax.scatter([r["delta"]], [i], color=colour, s=28, zorder=3)
-        ax.text(max(r["high"], r["delta"]) + 0.6, i, f"{r['delta']:+.1f}", va="center", fontsize=8)
+        # In a column at the right edge, kept free by the x limits below: never on a bar or the zero line.
+        ax.text(0.985, i, f"{r['delta']:+.1f}", va="center", ha="right", fontsize=8,
+                transform=ax.get_yaxis_transform())
     ax.axvline(0, color="#444444", linewidth=0.8)
     labels = [f"{r['variant']}  ({r['axis']})" for r in rows]
     ax.set_yticks(range(len(rows)), labels, fontsize=9)
