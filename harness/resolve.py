@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config.files import read_yaml
-from harness.config.schema import ModelConfig, RunConfig
+from harness.config.schema import STAGES, ModelConfig, RunConfig
 from harness.config.validate import build, check_layer, flatten, to_flat_dict
 from harness.errors import AblateError, ConfigError, did_you_mean, one_of
 from harness.variant import Variant, lineage
@@ -280,7 +280,7 @@ def check_consistency(config: RunConfig) -> None:
         (0 <= config.data.detailed_captions <= 1, "data.detailed_captions must be a share between 0 and 1"),
         (0 <= config.data.holdout_percent <= 50,
          f"data.holdout_percent must be a percentage between 0 and 50, got {config.data.holdout_percent}"),
-        (t.pretrain.steps + t.high_res.steps + t.finetune.steps >= 1, "the stages must train at least one step"),
+        (bool(t.stages()), f"the stages ({', '.join(STAGES)}) must train at least one step between them"),
         (t.batch_size >= 1, f"train.batch_size must be at least 1, got {t.batch_size}"),
         (t.devices >= 1 and t.num_nodes >= 1,
          f"train.devices and train.num_nodes must be at least 1, got {t.devices} and {t.num_nodes}"),

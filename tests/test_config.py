@@ -3,6 +3,7 @@
 import pytest
 
 from harness.config.files import parse_overrides, read_yaml
+from harness.config.schema import STAGES
 from harness.config.validate import check_layer
 from harness.errors import ConfigError
 from harness.resolve import config_hash, resolve
@@ -81,6 +82,9 @@ def test_unknown_eval_split_and_judge_fail_at_resolution():
 def test_cross_field_rule_is_checked():
     with pytest.raises(ConfigError, match="hidden_size must be divisible by model.llm.num_heads"):
         resolve("lynx", cli={"model.llm.num_heads": 5})
+    no_steps = {f"train.{stage}.steps": 0 for stage in STAGES}  # every stage, from the one list of stages
+    with pytest.raises(ConfigError, match=r"the stages \(pretrain, high_res, finetune\) must train at least one step"):
+        resolve("lynx", cli=no_steps)
 
 
 def test_malformed_yaml_names_file_and_line(tmp_path):
