@@ -9,8 +9,8 @@ reads, per-item bootstraps, plots, HTML, CSV and LaTeX).
 
     python benchmarks/report_speed.py --runs 100     # appends the figures to benchmarks/RESULTS.md
 
-Two figures: `ablate report` end to end in a fresh process (what a user waits for, imports included), and
-`write_report` called repeatedly in one process (the report's own work).
+Two figures, each a median over `--rounds`: `ablate report` end to end in a fresh process (what a user waits for,
+imports included), and `write_report` called repeatedly in one process (the report's own work).
 """
 
 from __future__ import annotations
@@ -147,15 +147,20 @@ def main() -> None:
     import subprocess
     import sys
 
-    started = time.perf_counter()  # what a user waits for: a fresh process, imports included
-    subprocess.run([sys.executable, "-m", "harness.cli", "--out", str(out), "report", str(experiment)], check=True,
-                   capture_output=True)
-    command_s = time.perf_counter() - started
+    fresh = []
+    for _ in range(args.rounds):  # what a user waits for: a fresh process, imports included
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "harness.cli", "--out", str(out), "report", str(experiment)],
+                       check=True, capture_output=True)
+        fresh.append(time.perf_counter() - started)
+    fresh.sort()
+    command_s = fresh[len(fresh) // 2]
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     command = f"python benchmarks/report_speed.py --runs {args.runs} --rounds {args.rounds}"
     verdict = "met" if command_s < GOAL_S else "MISSED"
     line = (f"- report of a {runs}-run grid (synthetic store, built in {built:.0f} s): `ablate report` in a fresh "
-            f"process {command_s:.2f} s (goal < {GOAL_S:g} s: {verdict}); `write_report` in one process, median "
+            f"process, median {command_s:.2f} s over {args.rounds} ({', '.join(f'{t:.2f}' for t in fresh)}; goal "
+            f"< {GOAL_S:g} s: {verdict}); `write_report` in one process, median "
             f"{median:.2f} s over {args.rounds} rounds ({', '.join(f'{t:.2f}' for t in times)}), the first one "
             "paying the plotting and statistics imports")
     with (HERE / "RESULTS.md").open("a") as handle:

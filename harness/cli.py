@@ -456,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--tracking-uri", default=None, metavar="URI",
                         help="read the runs from this MLflow tracking server (e.g. http://host:5000) instead of the "
                              "output folder's store; the report is still written under --out")
-    report.set_defaults(func=cmd_report)
+    report.set_defaults(func=cmd_report, one_shot=True)
 
     ui = sub.add_parser("ui", help="serve the MLflow UI over the output folder's store")
     ui.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s, local only)")
@@ -465,8 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `ablate` console script; user errors print one line and exit 2."""
+def main(argv: list[str] | None = None, process_ends: bool = False) -> int:
+    """Run one `ablate` command; user errors print one line and return 2. `process_ends`: the process exits after
+    this command (the console script), so a one-shot command may run without the cycle collector."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' per-checkpoint bars, in workers too
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per artifact the report reads
     parser = build_parser()
@@ -483,6 +484,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("ablate").setLevel(logging.DEBUG if args.verbose else logging.NOTSET)
     for noisy in ("alembic", "mlflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if process_ends and getattr(args, "one_shot", False):
+        # A one-shot command (the report) allocates a great deal (imports, MLflow's ORM rows, per-item frames) and
+        # keeps nearly all of it to the end: the cycle collector's passes cost about a second of a 100-run report
+        # and freed nothing (peak memory the same with and without them; benchmarks/RESULTS.md).
+        import gc
+
+        gc.disable()
     try:
         return args.func(args)
     except Interrupted as err:
@@ -509,5 +517,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def entry() -> None:
+    """The `ablate` console script: `main`, then exit without the interpreter's last cycle collection, which
+    scans every object the command left (about 0.6 s after a report) only to free them as the process ends."""
+    code = main(process_ends=True)
+    import gc
+
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

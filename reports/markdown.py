@@ -44,7 +44,7 @@ from reports.stats import (
     Delta,
     expected_direction,
     item_table,
-    paired_bootstrap,
+    paired_bootstraps,
     per_variant,
     run_records,
     verdict,
@@ -157,8 +157,9 @@ class Comparisons:
                         self._records[wanted.split] = run_records(self.predictions, wanted.split)
                     self._tables[metric] = item_table(self.predictions, wanted, self._records[wanted.split])
                 self._wide[metric] = per_variant(self._tables[metric])
-            self._deltas[(metric, variant)] = paired_bootstrap(self._tables[metric], variant, self.baseline, metric,
-                                                               wide=self._wide[metric])
+            wide = self._wide[metric]  # every variant of the metric at once: they share the bootstrap's draws
+            found = paired_bootstraps(wide, sorted({*wide, variant}), self.baseline, metric)
+            self._deltas |= {(metric, v): delta for v, delta in found.items()}
         return self._deltas[(metric, variant)]
 
 
@@ -231,13 +232,13 @@ def write_report(experiment: Experiment, store: Store) -> Path:
     """Build the report for `experiment` from MLflow alone, into `<store>/reports/<name>/`: `report.md`, a
     self-contained `report.html`, every table as CSV and LaTeX, and the plots. Returns the markdown's path. An
     experiment that was only swept (`ablate sweep run`) gets the sweep section alone."""
-    try:
-        runs, parent = load_grid_runs(store, experiment.name)
-    except AblateError:
-        if _swept(store, experiment.name):
-            return _write_sweep_report(experiment, store)
-        raise
-    with Painter() as painter:
+    with Painter() as painter:  # first: its process gets matplotlib ready while this one reads the runs
+        try:
+            runs, parent = load_grid_runs(store, experiment.name)
+        except AblateError:
+            if _swept(store, experiment.name):
+                return _write_sweep_report(experiment, store)
+            raise
         return _grid_report(experiment, store, runs, parent, painter)
 
 
@@ -298,11 +299,11 @@ def _grid_report(experiment: Experiment, store: Store, runs: pd.DataFrame, paren
     for split in splits(runs):
         doc.heading(_title(split))
         if categories(runs, split):
-            doc.table(tables.add(split, category_table(runs, split, order, baseline, paper, comparisons)))
             heat = _category_deltas(comparisons, split, categories(runs, split), order, baseline)
-            doc.image(painter.draw(plot_heatmap, heat, baseline, f"{_title(split)}: Δ per category",
-                                   folder / f"{split}-heatmap.png"),
-                      f"category by variant differences from {baseline}, {split}")
+            heatmap = painter.draw(plot_heatmap, heat, baseline, f"{_title(split)}: Δ per category",
+                                   folder / f"{split}-heatmap.png")  # drawn while the table is built
+            doc.table(tables.add(split, category_table(runs, split, order, baseline, paper, comparisons)))
+            doc.image(heatmap, f"category by variant differences from {baseline}, {split}")
         else:
             metrics = _split_metrics(runs, split)
             if metrics:

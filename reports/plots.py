@@ -9,15 +9,37 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")  # reports are written to files, never shown
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from reports.runs import M  # noqa: E402
+from reports.runs import M
 
 SPLITS = (("openvqa_image", "Open-VQA image"), ("openvqa_video", "Open-VQA video"))
+
+
+def _pyplot():
+    """matplotlib.pyplot on the Agg backend (reports are written to files, never shown), imported on first use: the
+    painter's process imports it while the report's process reads MLflow."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _warm_up() -> None:
+    """What every first plot of a process pays: pyplot's import, the font cache, the renderer. Drawn while the
+    report's process is still reading the runs, when the second core has nothing else to do."""
+    import io
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.plot([0, 1], [0, 1], label="x")
+    ax.set_title("warm-up")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(io.BytesIO(), format="png", dpi=50)
+    plt.close(fig)
 
 
 class Painter:
@@ -25,12 +47,15 @@ class Painter:
     drawing is about half of a report's time, and a machine with two cores does both at once.
 
     `draw(plot, *args)` returns a Future of the plot function's result (its path, or None when there was nothing
-    to plot). The worker is forked, so it starts with everything imported; where fork is not the safe default
-    (macOS, Windows) the plots are drawn in place and the Future is already done."""
+    to plot). The worker is forked as the painter is made, so it starts with everything imported and loads
+    matplotlib while the caller reads MLflow; where fork is not the safe default (macOS, Windows) the plots are
+    drawn in place and the Future is already done."""
 
     def __init__(self) -> None:
         forked = sys.platform.startswith("linux")
         self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) if forked else None
+        if self._pool is not None:
+            self._pool.submit(_warm_up)  # starts the process now, while the caller reads MLflow
 
     def draw(self, plot: Callable[..., Path | None], *args) -> Future:
         if self._pool is not None:
@@ -52,6 +77,7 @@ class Painter:
 
 def plot_overall(runs: pd.DataFrame, order: list[str], baseline: str, path: Path) -> Path | None:
     """Horizontal bars of mean overall accuracy per variant and split; one dot per seed. None if nothing to plot."""
+    plt = _pyplot()
     done = runs[runs["status"] == "FINISHED"]
     has = lambda column: column in done and done[column].notna().any()  # noqa: E731
     panels = [(s, title) for s, title in SPLITS if has(f"{M}eval/{s}/acc")]
@@ -89,6 +115,7 @@ def plot_overall(runs: pd.DataFrame, order: list[str], baseline: str, path: Path
 def plot_deltas(rows: list[dict], baseline: str, metric_label: str, path: Path) -> Path | None:
     """One row per variant: the paired Δ against the baseline with its 95% interval, grouped by design axis.
     `rows`: dicts with variant, axis, delta, low, high. Intervals that exclude zero are drawn dark."""
+    plt = _pyplot()
     rows = [r for r in rows if pd.notna(r["delta"])]
     if not rows:
         return None
@@ -120,6 +147,7 @@ def plot_deltas(rows: list[dict], baseline: str, metric_label: str, path: Path) 
 
 def plot_heatmap(deltas: pd.DataFrame, baseline: str, title: str, path: Path) -> Path | None:
     """Category (columns) x variant (rows) heatmap of Δ in points against the baseline, values written in."""
+    plt = _pyplot()
     if deltas.empty or deltas.isna().all().all():
         return None
     limit = max(5.0, float(deltas.abs().max().max()))
@@ -146,6 +174,7 @@ def plot_loss_curves(curves: dict[str, pd.DataFrame], axes_of: dict[str, str], b
                      path: Path) -> Path | None:
     """Training loss against step (all stages on one axis, mean over seeds), one panel per design axis with the
     baseline drawn in every panel. `curves`: variant -> frame with columns step, loss."""
+    plt = _pyplot()
     groups: dict[str, list[str]] = {}
     for variant in curves:
         if variant != baseline:
@@ -161,11 +190,11 @@ def plot_loss_curves(curves: dict[str, pd.DataFrame], axes_of: dict[str, str], b
             ax.plot(frame["step"], frame["loss"], linewidth=1.6 if variant == baseline else 1.1,
                     color="#444444" if variant == baseline else None, label=variant)
         ax.set_title(axis or "(no axis)", fontsize=10)
-        ax.set_xlabel("training step (all stages)")
-        ax.set_ylabel("training loss")
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(groups):]:
         ax.axis("off")
+    fig.supxlabel("training step (all stages)", fontsize=10)  # once for the figure: every panel has the same axes
+    fig.supylabel("training loss", fontsize=10)
     fig.suptitle("Training loss per design axis (mean over seeds; baseline dark)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -177,6 +206,7 @@ def plot_loss_curves(curves: dict[str, pd.DataFrame], axes_of: dict[str, str], b
 def plot_accuracy_vs_compute(runs: pd.DataFrame, order: list[str], baseline: str, path: Path) -> Path | None:
     """Open-VQA image accuracy against each run's training compute (FLOPs counted on each stage's first step, times
     its samples), one dot per run and a labelled mean per variant. None without both numbers."""
+    plt = _pyplot()
     done = runs[runs["status"] == "FINISHED"]
     accuracy = f"{M}eval/openvqa_image/acc"
     flops = [c for c in done.columns if c.startswith(f"{M}cost/") and c.endswith("/train_flops")]

@@ -121,22 +121,49 @@ def paired_bootstrap(table: pd.DataFrame, variant: str, baseline: str, metric: s
     seeds). `wide`: the table's `per_variant` frames, when comparing many variants on one table."""
     if wide is None:
         wide = per_variant(table[table["variant"].isin([variant, baseline])])
-    ours, theirs = wide.get(variant), wide.get(baseline)
-    if ours is None or theirs is None or ours.empty or theirs.empty:
-        return Delta(metric, math.nan, math.nan, math.nan, 0, 0)
-    diff = (ours - theirs).dropna(how="all")  # seeds both ran
-    diff = diff.dropna(axis=1)  # items every paired seed answered (the benchmark is fixed, so usually all)
-    if diff.empty:
-        return Delta(metric, math.nan, math.nan, math.nan, 0, 0)
-    d = diff.to_numpy(dtype=float)
-    n_seeds, n_items = d.shape
-    seeds, counts = _draws(n_seeds, n_items, n_boot, seed)
-    # mean over the resampled seeds of the mean over the resampled items: item counts x per-seed differences
-    per_seed = (counts @ d.T) / n_items  # [n_boot, n_seeds]: each seed's mean over the replicate's items
-    boot = np.take_along_axis(per_seed, seeds, axis=1).mean(axis=1)
+    return paired_bootstraps(wide, [variant], baseline, metric, n_boot, seed)[variant]
+
+
+def _paired_differences(ours: pd.DataFrame, theirs: pd.DataFrame) -> np.ndarray:
+    """variant - baseline per [seed, item] over the seeds both ran and the items every such seed answered (the
+    benchmark is fixed, so usually all). In numpy when both ran the same seeds in the same order (a grid's usual
+    case, and a report makes hundreds of these), else through pandas' alignment."""
+    if ours.index.equals(theirs.index) and ours.columns.equals(theirs.columns):
+        d = ours.to_numpy(dtype=float) - theirs.to_numpy(dtype=float)
+        d = d[~np.isnan(d).all(axis=1)]
+    else:
+        d = (ours - theirs).dropna(how="all").to_numpy(dtype=float)
+    return d[:, ~np.isnan(d).any(axis=0)] if d.size else d
+
+
+def paired_bootstraps(wide: dict[str, pd.DataFrame], variants: list[str], baseline: str, metric: str = "",
+                      n_boot: int = N_BOOT, seed: int = 0) -> dict[str, Delta]:
+    """`paired_bootstrap` of each of `variants` against `baseline` on one metric's `per_variant` frames. Variants
+    whose paired (seeds, items) have the same shape share the bootstrap's draws, so their replicates come out of
+    one matrix product: a report compares tens of variants on tens of metrics."""
+    theirs = wide.get(baseline)
+    out: dict[str, Delta] = {}
+    same_shape: dict[tuple[int, int], list[tuple[str, np.ndarray]]] = {}
+    for variant in variants:
+        ours = wide.get(variant)
+        if ours is None or theirs is None or ours.empty or theirs.empty:
+            out[variant] = Delta(metric, math.nan, math.nan, math.nan, 0, 0)
+            continue
+        d = _paired_differences(ours, theirs)
+        if d.size == 0:
+            out[variant] = Delta(metric, math.nan, math.nan, math.nan, 0, 0)
+            continue
+        same_shape.setdefault(d.shape, []).append((variant, d))
     alpha = (1 - LEVEL) / 2
-    low, high = np.quantile(boot, [alpha, 1 - alpha])
-    return Delta(metric, float(d.mean()), float(low), float(high), n_seeds, n_items)
+    for (n_seeds, n_items), group in same_shape.items():
+        seeds, counts = _draws(n_seeds, n_items, n_boot, seed)
+        # mean over the resampled seeds of the mean over the resampled items: item counts x per-seed differences
+        per_seed = (counts @ np.concatenate([d.T for _, d in group], axis=1)) / n_items  # [n_boot, seeds x group]
+        for i, (variant, d) in enumerate(group):
+            boot = np.take_along_axis(per_seed[:, i * n_seeds:(i + 1) * n_seeds], seeds, axis=1).mean(axis=1)
+            low, high = np.quantile(boot, [alpha, 1 - alpha])
+            out[variant] = Delta(metric, float(d.mean()), float(low), float(high), n_seeds, n_items)
+    return out
 
 
 @dataclass(frozen=True)

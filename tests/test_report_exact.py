@@ -9,6 +9,7 @@ fixed bootstrap seed) and verdicts computed here from the raw results, independe
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import os
 import textwrap
@@ -99,6 +100,9 @@ def report(tmp_path, uri: str, name: str, seeds: tuple[int, ...]) -> tuple[dict,
     folder = out / "reports" / name
     # The report leaves the process's MLflow settings alone: a later command must not inherit this server.
     assert os.environ.get("MLFLOW_TRACKING_URI") == before
+    # Only the `ablate` process, which ends with the report, runs it without the cycle collector; a caller of main()
+    # goes on with its collector on.
+    assert gc.isenabled()
     assert (folder / "report.html").is_file() and not (out / "mlflow.db").exists()  # MLflow only
     return read_table(folder / "openvqa_image.csv"), read_table(folder / "verdicts.csv")
 

@@ -7,7 +7,16 @@ import pandas as pd
 import pytest
 
 from harness.evaluation.scoring import item_metric
-from reports.stats import Delta, expected_direction, item_table, paired_bootstrap, t_quantile, verdict
+from reports.stats import (
+    Delta,
+    expected_direction,
+    item_table,
+    paired_bootstrap,
+    paired_bootstraps,
+    per_variant,
+    t_quantile,
+    verdict,
+)
 
 
 def table(values: dict[tuple[str, int], list[float]]) -> pd.DataFrame:
@@ -49,6 +58,45 @@ def test_unpaired_items_are_left_out():
     values = {("lynx", 0): [0.0, 100.0, 0.0], ("v", 0): [100.0, 100.0]}  # the variant lacks item k2
     d = paired_bootstrap(table(values), "v", "lynx")
     assert d.items == 2 and d.mean == pytest.approx(50.0)
+
+
+def reference(d: np.ndarray, n_boot: int = 500) -> tuple[float, float, float]:
+    """The documented scheme written out plainly: numpy's default_rng(0) draws seeds, then items, per replicate."""
+    rng = np.random.default_rng(0)
+    seed_draws = rng.integers(0, d.shape[0], size=(n_boot, d.shape[0]))
+    item_draws = rng.integers(0, d.shape[1], size=(n_boot, d.shape[1]))
+    boot = np.array([np.mean([d[s, item_draws[b]].mean() for s in seed_draws[b]]) for b in range(n_boot)])
+    low, high = np.quantile(boot, [0.025, 0.975])
+    return float(d.mean()), float(low), float(high)
+
+
+def test_many_variants_at_once_match_the_scheme_each_on_its_own_pairs():
+    """The report compares every variant on a metric in one call (shared draws, one matrix product); each variant
+    must still get exactly its own bootstrap, also when it lacks a seed or an item (other shapes) and for values
+    that are not 0/100 (answer lengths)."""
+    rng = np.random.default_rng(3)
+    values = {("lynx", s): list(rng.integers(0, 7, 40) * 1.5) for s in range(3)}
+    values |= {("a", s): list(rng.integers(0, 7, 40) * 1.5) for s in range(3)}
+    values |= {("b", s): list(rng.integers(0, 7, 40) * 1.5) for s in range(3)}
+    values |= {("short_of_a_seed", s): list(rng.integers(0, 7, 40) * 1.5) for s in (0, 2)}
+    values |= {("short_of_an_item", s): list(rng.integers(0, 7, 39) * 1.5) for s in range(3)}
+    t = table(values)
+    found = paired_bootstraps(per_variant(t), ["a", "b", "short_of_a_seed", "short_of_an_item", "absent"], "lynx",
+                              n_boot=500)
+    base = np.array([values[("lynx", s)] for s in range(3)])
+    expected = {
+        "a": np.array([values[("a", s)] for s in range(3)]) - base,
+        "b": np.array([values[("b", s)] for s in range(3)]) - base,
+        "short_of_a_seed": np.array([values[("short_of_a_seed", s)] for s in (0, 2)]) - base[[0, 2]],
+        "short_of_an_item": np.array([values[("short_of_an_item", s)] for s in range(3)]) - base[:, :39],
+    }
+    for variant, d in expected.items():
+        d = d[:, sorted(range(d.shape[1]), key=lambda i: f"k{i}")]  # items in key order, as the table holds them
+        mean, low, high = reference(d)
+        got = found[variant]
+        assert (got.seeds, got.items) == d.shape
+        assert (got.mean, got.low, got.high) == pytest.approx((mean, low, high), abs=1e-9), variant
+    assert math.isnan(found["absent"].mean)
 
 
 def test_missing_variant_is_nan_not_an_error():
