@@ -310,7 +310,7 @@ def cmd_eval(args) -> int:
     from harness.rescore import evaluate_saved
 
     metrics, rows = evaluate_saved(_store(args), args.target, blind=args.blind, splits=args.splits,
-                                   judge=args.judge)
+                                   judge=args.judge, benchmark_scale=args.benchmark_scale)
     for split in sorted({r["split"] for r in rows}):
         if SPLITS[split].kind == "openvqa":
             print(format_category_table(rows, split))
@@ -389,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--judge", default=None,
                           help="judge the answers with this judge (`ablate components list`); alone, it re-judges "
                                "the run's saved predictions without generating them again")
+    evaluate.add_argument("--benchmark-scale", type=int, default=None, metavar="N",
+                          help="score on the run's world built with N times the benchmark (10 adds the 3,020-item "
+                               "openvqa_image_10x split): more items, narrower intervals, no retraining")
     evaluate.set_defaults(func=cmd_eval)
 
     quick = sub.add_parser("run", help="train and evaluate one variant, no experiment file (a re-run is skipped)")

@@ -66,15 +66,20 @@ def _checkpoint_folder(store: Store, tags: dict[str, str]) -> Path:
     return store.locate(stored) if stored else Path("")
 
 
-def restore(store: Store, config: RunConfig, folder: Path):
+def restore(store: Store, config: RunConfig, folder: Path, benchmark_scale: int | None = None):
     """Rebuild a saved run's model with its trained weights, on its device and in the dtypes its own benchmark saw
-    (those of its last stage); returns (model, assets, datamodule)."""
+    (those of its last stage); returns (model, assets, datamodule). `benchmark_scale`: the datamodule serves the
+    benchmark of the run's world built at that scale (`larger_benchmark`); the model is the run's all the same."""
+    import lightning as L
     import torch
 
     from harness.data import WorldDataModule
     from harness.model import apply_freeze_policy
     from harness.placement import hold_frozen_in_training_dtype, run_device
 
+    # Seeded as the run was before it built its model: a backbone with `random` weights is not in the checkpoint
+    # (only what trained is), so it must come back as the same draw, or the scores are another model's.
+    L.seed_everything(config.seed, workers=True, verbose=False)
     assets, model_cfg, model = build_for(config, store)
     state = torch.load(folder / "trainable.pt", map_location="cpu", weights_only=True)
     missing = set(state) - set(model.state_dict())
@@ -86,10 +91,27 @@ def restore(store: Store, config: RunConfig, folder: Path):
         apply_freeze_policy(model, model_cfg, stages[-1])
         hold_frozen_in_training_dtype(model, config.train.precision)
     model.to(run_device(config.train.accelerator))
-    data = WorldDataModule(assets.world, config.data, assets.tokenizer,
+    world = assets.world
+    if benchmark_scale is not None and benchmark_scale != config.world.benchmark_scale:
+        world = larger_benchmark(store, config, benchmark_scale)
+    data = WorldDataModule(world, config.data, assets.tokenizer,
                            image_size=stage_image_size(config, config.train.finetune),
                            batch_size=config.train.batch_size, seed=config.seed)
     return model, assets, data
+
+
+def larger_benchmark(store: Store, config: RunConfig, scale: int):
+    """The run's world built with `world.benchmark_scale=scale`, for its benchmark only: `scale` times the MME and
+    probe items and, from 10 on, the `openvqa_image_10x` split (3,020 new items, drawn like the 302 of
+    `openvqa_image`, which stay there unchanged: every item draws from its own seed). A trained run is scored on it
+    without training again. The model, its zoo backbones and the tokenizer that turns the questions into ids stay
+    the run's own: that world's vocabulary orders its words by their counts, benchmark included, so its ids
+    differ."""
+    from harness.data import build_world
+
+    if scale < 1:
+        raise AblateError(f"--benchmark-scale must be at least 1, got {scale}")
+    return build_world(dataclasses.replace(config.world, benchmark_scale=scale), store.cache)
 
 
 def saved_predictions(store: Store, run) -> list[dict] | None:
@@ -146,11 +168,12 @@ def rescore(store: Store, run_id: str, resolved: ResolvedRun, threads: int | Non
 
 
 def evaluate_saved(store: Store, target: str, blind: bool = False, splits: str | None = None,
-                   judge: str | None = None) -> tuple[dict, list]:
+                   judge: str | None = None, benchmark_scale: int | None = None) -> tuple[dict, list]:
     """Score one saved run on demand; log to its MLflow run, under `blind/` or `rescored/`, when there is one.
 
     With only `judge` given, the run's saved predictions are judged again; otherwise the model is rebuilt from the
-    checkpoint and generates (`splits` overrides the run's own, `blind` blanks every image)."""
+    checkpoint and generates (`splits` overrides the run's own, `blind` blanks every image, `benchmark_scale`
+    draws the benchmark from the run's world built at that scale: more items, the same model)."""
     from harness.components import JUDGES
     from harness.evaluation import parse_splits
 
@@ -166,17 +189,19 @@ def evaluate_saved(store: Store, target: str, blind: bool = False, splits: str |
         eval_cfg = dataclasses.replace(eval_cfg, judge=JudgeConfig(name=judge))
     config = dataclasses.replace(config, eval=eval_cfg)
     rows = None
-    if judge and not splits and not blind and run_id is not None:
+    if judge and not splits and not blind and not benchmark_scale and run_id is not None:
         rows = saved_predictions(store, store.client().get_run(run_id))
     if rows is not None:
         metrics, rows = rejudge(rows, eval_cfg.judge)
     else:
         quiet_libraries()
-        model, assets, data = restore(store, config, folder)
+        model, assets, data = restore(store, config, folder, benchmark_scale)
         metrics, rows, _ = run_benchmark(model, assets, data, config, blind=blind)
     if run_id is not None:
         prefix = "blind/" if blind else "rescored/"
         client = store.client()
-        log_batch(client, run_id, metrics={prefix + k: v for k, v in metrics.items()})
+        scale = benchmark_scale or config.world.benchmark_scale
+        log_batch(client, run_id, metrics={prefix + k: v for k, v in metrics.items()},
+                  tags={f"ablate.{prefix}benchmark_scale": str(scale), f"ablate.{prefix}splits": eval_cfg.splits})
         store.log_text(client, run_id, predictions_text(rows), f"{prefix}{PREDICTIONS}")
     return metrics, rows

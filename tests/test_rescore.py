@@ -105,3 +105,30 @@ def test_eval_judge_rejudges_a_runs_saved_predictions(quick_store, quick, capsys
 
     assert main(["--out", out, "eval", run.info.run_id, "--judge", "exactly"]) == 2
     assert "unknown judge 'exactly'" in capsys.readouterr().err
+
+
+def test_eval_on_a_larger_benchmark_scores_the_same_model_on_more_items(quick_store, quick, capsys):
+    """`ablate eval RUN --benchmark-scale N` draws the benchmark from the run's world built at N times the size: the
+    items the run was scored on are among them, answered exactly as before (same model, same tokenizer), and the
+    rest are new; nothing is retrained."""
+    out = str(quick_store.root)
+    # One item per batch: a random-init model's logits are near ties, which other padding in a batch can flip.
+    args = [f"{k}={v}" for k, v in {**quick, "eval.batch_size": 1}.items()]
+    assert main(["--out", out, "run", "lynx", "--seed", "5", *args]) == 0
+    client = quick_store.client()
+    exp = client.get_experiment_by_name("run-lynx")
+    (run,) = client.search_runs([exp.experiment_id], "tags.`ablate.seed` = '5'")
+    own = {r["keys"]: r for r in _predictions(quick_store, run)}
+    assert main(["--out", out, "eval", run.info.run_id, "--splits", "openvqa_image_10x"]) == 2
+    assert "`ablate eval RUN --benchmark-scale 10`" in capsys.readouterr().err
+
+    assert main(["--out", out, "eval", run.info.run_id, "--benchmark-scale", "2", "--splits", "probes"]) == 0
+    again = client.get_run(run.info.run_id)
+    path = quick_store.artifact_file(again.info.artifact_uri, "rescored/predictions.jsonl")
+    larger = {r["keys"]: r for r in (json.loads(line) for line in path.read_text().splitlines())}
+    assert len(larger) == 2 * len(own) and set(own) < set(larger)
+    assert all(larger[k]["question"] == own[k]["question"] and larger[k]["answer"] == own[k]["answer"] for k in own)
+    assert all(larger[k]["prediction"] == own[k]["prediction"] for k in own)
+    assert again.data.tags["ablate.rescored/benchmark_scale"] == "2"
+    assert again.data.metrics["rescored/eval/probes/yes_no/n"] == 2 * run.data.metrics["eval/probes/yes_no/n"]
+    assert again.data.metrics["eval/probes/yes_no/n"] == run.data.metrics["eval/probes/yes_no/n"]  # its own: kept

@@ -76,7 +76,7 @@ class World:
     def _entry(self, name: str) -> dict:
         if name not in self.manifest["datasets"]:
             raise AblateError(f"the world has no dataset '{name}'{did_you_mean(name, self.datasets)}; "
-                              f"it has {', '.join(self.datasets)}")
+                              f"it has {', '.join(self.datasets)}{larger_benchmark_hint(name)}")
         return self.manifest["datasets"][name]
 
     def shards(self, name: str) -> list[str]:
@@ -113,6 +113,14 @@ class World:
 def generator_config(cfg: WorldConfig) -> dict:
     """Everything that determines the world's bytes (and so its cache hash)."""
     return {**asdict(cfg), "generator_version": GENERATOR_VERSION}
+
+
+def larger_benchmark_hint(split: str) -> str:
+    """How to get a split that only a world built at a larger benchmark scale has ('' for any other split)."""
+    if not split.endswith("_10x"):
+        return ""
+    return (" (train with world.benchmark_scale=10, or score a trained run on it with `ablate eval RUN "
+            "--benchmark-scale 10`)")
 
 
 def world_hash(cfg: WorldConfig) -> str:

@@ -43,8 +43,10 @@ def _batches(datamodule, split: str, batch_size: int, blind: bool) -> Iterator[d
     """The split's eval batches; a split the world lacks fails with one clear message, not deep in a reader."""
     available = _available(datamodule)
     if available is not None and split not in available:
+        from harness.data.world import larger_benchmark_hint
+
         raise AblateError(f"evaluation split '{split}' is not in this world; it has {one_of(available)}"
-                          + (" (build it with world.benchmark_scale=10)" if split.endswith("_10x") else ""))
+                          f"{larger_benchmark_hint(split)}")
     try:
         yield from datamodule.eval_batches(split, batch_size, blind=blind)
     except (KeyError, FileNotFoundError) as exc:
