@@ -36,7 +36,7 @@ PREDICTIONS = "predictions.jsonl"
 
 def load_saved(store: Store, target: str) -> tuple[RunConfig, Path, str | None]:
     """A checkpoint folder, or an MLflow run id whose run saved one -> (config, folder, run id or None)."""
-    from harness.config.validate import build, check_layer, flatten
+    from harness.config.validate import build, check_layer, flatten, upgrade_saved
 
     folder, run_id = Path(target), None
     if not (folder / "config.yaml").is_file():
@@ -57,7 +57,7 @@ def load_saved(store: Store, target: str) -> tuple[RunConfig, Path, str | None]:
         raise AblateError(f"{folder}: checkpoint folder without trainable.pt")
     raw = yaml.safe_load((folder / "config.yaml").read_text())
     labels = {k: raw.pop(k) for k in ("variant", "scale", "seed")}
-    config = build({**check_layer(flatten(raw), str(folder / "config.yaml")), **labels})
+    config = build({**check_layer(upgrade_saved(flatten(raw)), str(folder / "config.yaml")), **labels})
     return config, folder, run_id
 
 

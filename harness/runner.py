@@ -200,7 +200,7 @@ def _train_and_evaluate(
         trained |= {n for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
         feature_log[name] = stage_features(
             store.cache / "features", model, data, name, list(data.mixture(name)), size, cfg.train.precision,
-            cfg.train.feature_cache, stage.train_vision, vision_was_trained)
+            cfg.train.feature_cache, "vision" in stage.trainable, vision_was_trained)
         log.debug("[%s %s] vision features: %s", cfg.variant, name, feature_log[name])
         lines = format_freeze_table(rows)
         freeze_report += [f"[{name}]", *lines]

@@ -288,6 +288,7 @@ def _grid_report(experiment: Experiment, store: Store, runs: pd.DataFrame, paren
                       "it contains zero.")
         doc.paragraph("Summary: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
         doc.table(tables.add("verdicts", pd.DataFrame(verdicts)))
+        _larger_benchmark_verdicts(doc, tables, store, runs, order, baseline)
     if len(order) > 1 and not comparisons.predictions.empty:
         rows = []
         for variant in (v for v in order if v != baseline):
@@ -348,6 +349,38 @@ def _grid_report(experiment: Experiment, store: Store, runs: pd.DataFrame, paren
                     + ([f"{missing} run(s) of the grid have no MLflow run yet (never started)"] if missing else []))
     doc.ready()
     return _save(doc, tables, store, experiment)
+
+
+def _larger_benchmark_verdicts(doc: Document, tables: TableFiles, store: Store, runs: pd.DataFrame,
+                               order: list[str], baseline: str) -> None:
+    """The verdicts again on the larger benchmark that `ablate eval RUN --benchmark-scale N` scored every finished
+    run on (its `rescored/` results): the same models, more items, narrower intervals. Said, not tabulated, while
+    only some runs have been scored so."""
+    done = runs[runs["status"] == "FINISHED"]
+    column = "tags.ablate.rescored/benchmark_scale"
+    scales = done[column].dropna().astype(int) if column in done else pd.Series(dtype=int)
+    larger = scales[scales > 1]
+    if larger.empty:
+        return
+    scale = int(larger.mode().iloc[0])
+    doc.heading(f"Verdicts on {scale} times the benchmark (the same models, scored again)")
+    missing = done[~done.index.isin(larger[larger == scale].index)]
+    if not missing.empty:
+        doc.paragraph(f"{len(done) - len(missing)} of {len(done)} finished runs have been scored on the benchmark "
+                      f"built {scale} times larger (`ablate eval RUN --benchmark-scale {scale}`); the table appears "
+                      "when all have: " + ", ".join(f"`{r['tags.ablate.variant']}` seed {tag_text(r, 'seed')}"
+                                                    for _, r in missing.iterrows()) + " are still to do.")
+        return
+    rescored = Comparisons(load_predictions(store, done, "rescored/predictions.jsonl"), baseline)
+    splits_scored = set(rescored.predictions.get("split", pd.Series(dtype=str)))
+    split = "openvqa_image_10x" if "openvqa_image_10x" in splits_scored else "openvqa_image"
+    doc.paragraph(f"Every run above was scored again by `ablate eval RUN --benchmark-scale {scale}`: the benchmark "
+                  f"of its own world built {scale} times larger ({', '.join(sorted(splits_scored))}), with the "
+                  "model, backbones and tokenizer it trained with; nothing was retrained. Image metrics are "
+                  f"measured on `{split}`. The verdicts above stay those of the experiment's own benchmark; these "
+                  "measure the same models more precisely.")
+    doc.table(tables.add("verdicts_larger_benchmark",
+                         pd.DataFrame(verdict_rows(runs, order, baseline, rescored, split))))
 
 
 def _state(row: pd.Series) -> str:

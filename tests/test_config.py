@@ -224,3 +224,47 @@ def test_run_keys_of_existing_stores_stay_put():
     # A setting added later is out of the key at the value that reproduces the old runs, in it otherwise.
     assert resolve("lynx", "small", seed=0, cli={**before, "data.holdout_percent": 0}).key == "ae48be37e7a4"
     assert resolve("lynx", "small", seed=0, cli={**before, "data.holdout_percent": 5}).key != "ae48be37e7a4"
+    # Stages name their trainable components (train.<stage>.trainable) instead of two flags; the variants that
+    # train a backbone keep the keys they had with `train_llm` / `train_vision`.
+    assert resolve("full_ft_llm", "small", seed=0).key == "dce0acf7eaf9"
+    assert resolve("w_cross_attn_tune_llm", "small", seed=0).key == "7b97c4615b51"
+    assert resolve("tune_vision", "small", seed=0).key == "0cd10c25aa40"
+
+
+def test_a_stages_trainable_components_are_a_checked_set():
+    written = check_layer({"train.finetune.trainable": ["llm", "connector", "llm", "fusion"]}, "exp.yaml")
+    assert written["train.finetune.trainable"] == ["connector", "fusion", "llm"]  # once each, declared order
+    assert check_layer({"train.finetune.trainable": "llm,adapters"}, "cli")["train.finetune.trainable"] == [
+        "llm", "adapters"]  # `key=a,b` on a command line
+    with pytest.raises(ConfigError, match=r"train.finetune.trainable must be one of .*got 'lm'.*did you mean 'llm'"):
+        check_layer({"train.finetune.trainable": ["connector", "lm"]}, "exp.yaml")
+    with pytest.raises(ConfigError, match=r"exp.yaml: 'train.finetune.train_llm' was replaced by "
+                                          r"'train.finetune.trainable'.*\[connector, fusion, adapters, frames, llm\]"):
+        check_layer({"train.finetune.train_llm": True}, "exp.yaml")
+    # Another set than the default plus backbones is a training no earlier run had: its own key, its own param.
+    frozen_connector = resolve("lynx", "tiny", cli={"train.finetune.trainable": ["fusion", "adapters", "frames"]})
+    assert frozen_connector.key != resolve("lynx", "tiny").key
+    same = resolve("lynx", "tiny", cli={"train.finetune.trainable": ["frames", "adapters", "fusion", "connector"]})
+    assert same.key == resolve("lynx", "tiny").key  # the default set, written in another order
+
+
+def test_a_checkpoint_saved_with_the_old_stage_flags_loads_as_the_same_training():
+    """Checkpoints saved before stages listed their components hold `train_llm` / `train_vision`; `ablate eval` and
+    re-scoring must still read them, as the training they were (the same run key)."""
+    import dataclasses
+
+    import yaml
+
+    from harness.config.validate import build, flatten, upgrade_saved
+
+    for variant in ("lynx", "w_cross_attn_tune_llm", "tune_vision"):
+        run = resolve(variant, "small", seed=1)
+        saved = flatten(yaml.safe_load(yaml.safe_dump(dataclasses.asdict(run.config))))
+        for stage in STAGES:  # as a checkpoint of then has it
+            trainable = saved.pop(f"train.{stage}.trainable")
+            saved[f"train.{stage}.train_llm"] = "llm" in trainable
+            saved[f"train.{stage}.train_vision"] = "vision" in trainable
+        labels = {k: saved.pop(k) for k in ("variant", "scale", "seed")}
+        loaded = build({**check_layer(upgrade_saved(saved), "config.yaml"), **labels})
+        assert config_hash(loaded) == run.key
+        assert loaded.train.finetune.trainable == run.config.train.finetune.trainable

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from harness.config.schema import (
+    DEFAULT_TRAINABLE,
     AdapterConfig,
     ConnectorConfig,
     FusionConfig,
@@ -251,7 +252,8 @@ def test_prefix_text_only_row_ignores_its_visual_tokens():
 def test_freeze_policy_counts(train_llm, train_vision):
     cfg = conf(fusion=dict(kind="cross_attn"), adapter=dict(every=1))
     model = make(cfg)
-    rows = apply_freeze_policy(model, cfg, StageConfig(train_llm=train_llm, train_vision=train_vision))
+    trainable = [*DEFAULT_TRAINABLE, *(["llm"] if train_llm else []), *(["vision"] if train_vision else [])]
+    rows = apply_freeze_policy(model, cfg, StageConfig(trainable=trainable))
     d = 64  # LLM width; adapter = LayerNorm + down (d -> d/2) + up (d/2 -> d) + scale, in 2 blocks
     adapter_params = 2 * (2 * d + (d * d // 2 + d // 2) + (d // 2 * d + d) + 1)
     # cross-attention block: 2 LayerNorms, q, kv, proj (no bias), FFN with pre-LayerNorm, 2 gates; 2 blocks
@@ -414,3 +416,14 @@ def test_paper_scale_parameter_report(every, total):
     assert approx(sum(r["params"] for r in rows.values()), total)
     assert approx(sum(r["trainable_params"] for r in rows.values()), rows["connector"]["params"]
                   + rows["adapters"]["params"] + rows["frames"]["params"])
+
+
+def test_a_stage_trains_exactly_the_components_it_lists():
+    """`trainable` is data: a stage may freeze a component that Lynx always trains (here the connector) or train
+    one it freezes (the LLM), and nothing else changes."""
+    cfg = conf(fusion=dict(kind="cross_attn"), adapter=dict(every=1))
+    model = make(cfg)
+    rows = apply_freeze_policy(model, cfg, StageConfig(trainable=["fusion", "llm", "adapters"]))
+    assert {r["component"] for r in rows if r["trainable"]} == {"fusion", "llm", "adapters"}
+    assert not any(p.requires_grad for p in model.connector.parameters())
+    assert all(p.requires_grad for p in model.fusion.parameters())

@@ -20,7 +20,7 @@ import lightning as L
 import pytest
 import torch
 
-from harness.config.schema import DataConfig, ModelConfig, StageConfig, WorldConfig
+from harness.config.schema import DEFAULT_TRAINABLE, DataConfig, ModelConfig, StageConfig, WorldConfig
 from harness.data import WorldDataModule
 from harness.model import apply_freeze_policy, build_model
 from harness.placement import autocast_for, hold_frozen_in_training_dtype, stage_strategy, to_device
@@ -89,13 +89,13 @@ def test_a_stage_leaves_the_model_where_it_is(world, tokenizer, monkeypatch):
 
 def test_frozen_weights_are_held_in_the_training_dtype_stage_by_stage(world, tokenizer):
     cfg, model = tiny(tokenizer)
-    apply_freeze_policy(model, cfg, StageConfig(train_llm=False))
+    apply_freeze_policy(model, cfg, StageConfig())
     counts = hold_frozen_in_training_dtype(model, "bf16-mixed")
     assert model.llm.get_input_embeddings().weight.dtype == torch.bfloat16
     assert all(p.dtype == torch.float32 for p in model.connector.parameters())
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     assert counts == {"bfloat16": frozen, "float32": sum(p.numel() for p in model.parameters()) - frozen}
-    apply_freeze_policy(model, cfg, StageConfig(train_llm=True))  # a later stage trains the LLM: fp32 master weights
+    apply_freeze_policy(model, cfg, StageConfig(trainable=[*DEFAULT_TRAINABLE, "llm"]))  # a later stage trains the LLM: fp32 master weights
     hold_frozen_in_training_dtype(model, "bf16-mixed")
     assert model.llm.get_input_embeddings().weight.dtype == torch.float32
     assert all(p.dtype == torch.bfloat16 for p in model.vision.parameters())

@@ -37,8 +37,16 @@ def known_results(seeds: tuple[int, ...]) -> dict[tuple[str, int], dict[str, tup
     return results
 
 
-def log_grid(uri: str, name: str, seeds: tuple[int, ...]) -> dict:
-    """The grid as `ablate grid run` leaves it in MLflow, logged through the server."""
+def rows_of(items: dict[str, tuple[str, bool]], split: str) -> str:
+    """A run's predictions.jsonl for `items` (key -> (category, right?))."""
+    return "".join(json.dumps({"keys": key, "split": split, "category": cat, "question": "q?", "answer": "a",
+                               "pair_id": "", "probe": "", "prediction": "a" if ok else "b", "correct": ok}) + "\n"
+                   for key, (cat, ok) in items.items())
+
+
+def log_grid(uri: str, name: str, seeds: tuple[int, ...], larger: dict | None = None) -> dict:
+    """The grid as `ablate grid run` leaves it in MLflow, logged through the server. `larger`: (variant, seed) ->
+    items of the 10x image split, logged as `ablate eval RUN --benchmark-scale 10` leaves them."""
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment(name)
     results = known_results(seeds)
@@ -57,10 +65,11 @@ def log_grid(uri: str, name: str, seeds: tuple[int, ...]) -> dict:
                 client.log_metric(run_id, f"eval/openvqa_image/{cat}/{stat}", value, step=10)
         k_all = sum(ok for _, ok in items.values())
         client.log_metric(run_id, "eval/openvqa_image/acc", 100 * k_all / len(items), step=10)
-        rows = [{"keys": key, "split": "openvqa_image", "category": cat, "question": "q?", "answer": "a",
-                 "pair_id": "", "probe": "", "prediction": "a" if ok else "b", "correct": ok}
-                for key, (cat, ok) in items.items()]
-        client.log_text(run_id, "".join(json.dumps(r) + "\n" for r in rows), "predictions.jsonl")
+        client.log_text(run_id, rows_of(items, "openvqa_image"), "predictions.jsonl")
+        if larger and (variant, seed) in larger:
+            client.set_tag(run_id, "ablate.rescored/benchmark_scale", "10")
+            client.log_text(run_id, rows_of(larger[(variant, seed)], "openvqa_image_10x"),
+                            "rescored/predictions.jsonl")
         client.set_terminated(run_id, "FINISHED")
     client.set_terminated(parent, "FINISHED")
     return results
@@ -182,3 +191,30 @@ def test_unfinished_runs_are_listed_as_such_and_left_out_of_the_tables(mlflow_se
     assert "`wo_diverse_prompts` seed 0: pending" in section
     assert "`w_cross_attn` seed ?: pending" in section
     assert "1 run(s) of the grid have no MLflow run yet" in section
+
+
+def test_runs_scored_on_a_larger_benchmark_get_their_own_verdict_table(mlflow_server, tmp_path):
+    """After `ablate eval RUN --benchmark-scale 10` on every run, the report adds the verdicts measured on the
+    larger benchmark's rows (here a 10x split where the variant is as good as the baseline), exactly as computed
+    from them; while a run is still to do, it says so instead."""
+    seeds = (0, 1)
+    rng = np.random.default_rng(5)
+    larger = {(v, s): {f"openvqa_image_10x-{cat}-{i:04d}": (cat, bool(rng.random() < 0.5))
+                       for cat, n in CATEGORIES.items() for i in range(10 * n)} for v in SKILL for s in seeds}
+    log_grid(mlflow_server, "larger-all", seeds, larger)
+    (tmp_path / "all").mkdir()
+    _, verdicts = report(tmp_path / "all", mlflow_server, "larger-all", seeds)
+    folder = tmp_path / "all" / "out" / "reports" / "larger-all"
+    on_larger = read_table(folder / "verdicts_larger_benchmark.csv")
+    mean, low, high = bootstrap(larger, seeds)
+    assert on_larger["w_cross_attn"]["Δ mechanism [95% CI]"] == f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]"
+    assert on_larger["w_cross_attn"]["verdict"] == ("inconclusive" if low < 0 < high else "reproduced")
+    assert verdicts["w_cross_attn"]["verdict"] == "reproduced"  # the grid's own benchmark: unchanged
+    assert "Verdicts on 10 times the benchmark" in (folder / "report.md").read_text()
+
+    log_grid(mlflow_server, "larger-some", seeds, {("lynx", 0): larger[("lynx", 0)]})
+    (tmp_path / "some").mkdir()
+    report(tmp_path / "some", mlflow_server, "larger-some", seeds)
+    folder = tmp_path / "some" / "out" / "reports" / "larger-some"
+    assert not (folder / "verdicts_larger_benchmark.csv").exists()
+    assert "1 of 4 finished runs have been scored" in (folder / "report.md").read_text()

@@ -3,6 +3,7 @@
 Compares parameter-efficient adaptation with full finetuning of the language backbone.
 """
 
+from harness.config.schema import DEFAULT_TRAINABLE
 from harness.variant import Variant
 
 FULL_FT_LLM = Variant(
@@ -10,5 +11,5 @@ FULL_FT_LLM = Variant(
     baseline="lynx",
     axis="network.adapter",
     description="no adapters; the whole LLM trains in finetuning (LLaVA-style)",
-    delta={"model.adapter.kind": "none", "train.finetune.train_llm": True},
+    delta={"model.adapter.kind": "none", "train.finetune.trainable": [*DEFAULT_TRAINABLE, "llm"]},
 )

@@ -4,6 +4,7 @@ Text instruction data is used in finetuning (as in the baseline). Paper (Table 3
 video 52.70: training the LLM recovers much of the gap but stays below prefix + adapters.
 """
 
+from harness.config.schema import DEFAULT_TRAINABLE
 from harness.variant import Variant
 
 W_CROSS_ATTN_TUNE_LLM = Variant(
@@ -14,5 +15,5 @@ W_CROSS_ATTN_TUNE_LLM = Variant(
     paper="Table 3: w/ cross-attn & trainable LLM (image 61.26, video 52.70)",
     paper_scores={"openvqa_image/acc": 61.26, "openvqa_video/acc": 52.7},
     mechanism="openvqa_image/acc",
-    delta={"train.finetune.train_llm": True},
+    delta={"train.finetune.trainable": [*DEFAULT_TRAINABLE, "llm"]},
 )

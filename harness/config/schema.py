@@ -18,6 +18,12 @@ Source = str
 
 NoDecay = Literal["1d", "none"]  # the weight-decay exemption rules of harness/optim.py
 
+# The model's components, declared once: what a stage's `trainable` list names (harness/model/freeze.py splits the
+# parameters among them). llm is the language model without its adapters; frames is the video frame embedding.
+Component = Literal["vision", "connector", "fusion", "llm", "adapters", "frames"]
+# What a stage trains unless it says otherwise: everything but the two pretrained backbones (Lynx's recipe).
+DEFAULT_TRAINABLE: tuple[Component, ...] = ("connector", "fusion", "adapters", "frames")
+
 
 @dataclass
 class VisionConfig:
@@ -133,13 +139,14 @@ class DataConfig:
 
 @dataclass
 class StageConfig:
-    """One training stage: its budget, learning rate schedule and which backbones it trains."""
+    """One training stage: its budget, learning rate schedule and which components it trains."""
 
     steps: int = 100  # 0 skips the stage
     lr: float = 1e-3  # peak learning rate (AdamW, warmup then linear decay)
     warmup_frac: float = 0.05
-    train_llm: bool = False  # the LLM itself (adapters / connector always train)
-    train_vision: bool = False
+    # The components this stage trains (a set: written in any order, kept in the order of `Component`); the others
+    # are frozen. E.g. `[connector, fusion, adapters, frames, llm]` also trains the LLM itself.
+    trainable: list[Component] = field(default_factory=lambda: list(DEFAULT_TRAINABLE))
     resolution: Literal["low", "high"] = "low"  # model.vision.image_size or model.vision.high_res_size
 
 

@@ -12,7 +12,7 @@ import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
-from harness.config.schema import RunConfig
+from harness.config.schema import DEFAULT_TRAINABLE, STAGES, RunConfig
 from harness.errors import ConfigError, did_you_mean, one_of
 
 
@@ -44,6 +44,14 @@ def schema_fields(cls: type = RunConfig, prefix: str = "") -> dict[str, Any]:
 
 LEAVES = schema_fields()
 MAPPING_LEAVES = frozenset(k for k, hint in LEAVES.items() if get_origin(hint) is dict)
+# Keys that existed once, with what to write instead.
+REPLACED = {
+    f"train.{stage}.train_{part}": (
+        f"'train.{stage}.train_{part}' was replaced by 'train.{stage}.trainable', the list of components the stage "
+        f"trains; to train the {part} too, write train.{stage}.trainable: "
+        f"[{', '.join([*DEFAULT_TRAINABLE, part])}]")
+    for stage in STAGES for part in ("llm", "vision")
+}
 # Shorthands a layer may use: `eval.judge: exact` names the judge and sets it no options.
 SHORTHANDS = {"eval.judge": ("eval.judge.name", {"eval.judge.options": {}})}
 
@@ -90,6 +98,15 @@ def coerce(key: str, value: Any, hint: Any, source: str) -> Any:
     elif get_origin(hint) is dict:
         if isinstance(value, dict) and all(isinstance(k, str) for k in value):
             return dict(value)
+    elif get_origin(hint) is list:
+        if isinstance(value, str):  # `key=a,b` on a command line
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, (list, tuple)):
+            (item,) = get_args(hint)
+            items = [coerce(key, v, item, source) for v in value]
+            if get_origin(item) is Literal:  # a set of choices: each once, in their declared order
+                items = [c for c in get_args(item) if c in items]
+            return items
     else:  # pragma: no cover - a schema field of a type this validator does not know is a bug
         raise TypeError(f"unsupported schema type {hint!r} for {key}")
     raise ConfigError(f"{source}: {key} must be {_type_name(hint)}, got {value!r} ({type(value).__name__})")
@@ -98,6 +115,10 @@ def coerce(key: str, value: Any, hint: Any, source: str) -> Any:
 def _type_name(hint: Any) -> str:
     if get_origin(hint) is dict:
         return "a mapping of names to values"
+    if get_origin(hint) is list:
+        (item,) = get_args(hint)
+        choices = f" of {one_of([str(c) for c in get_args(item)])}" if get_origin(item) is Literal else ""
+        return f"a list{choices}"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
 
 
@@ -105,10 +126,24 @@ def check_layer(layer: dict[str, Any], source: str) -> dict[str, Any]:
     """Validate one flat layer of overrides; return it with values coerced to their schema types."""
     checked = {}
     for key, value in _expand_shorthands(layer).items():
+        if key in REPLACED:
+            raise ConfigError(f"{source}: {REPLACED[key]}")
         if key not in LEAVES:
             raise ConfigError(f"{source}: unknown config key '{key}'{did_you_mean(key, LEAVES)}")
         checked[key] = coerce(key, value, LEAVES[key], source)
     return checked
+
+
+def upgrade_saved(flat: dict[str, Any]) -> dict[str, Any]:
+    """A complete config saved before a setting was replaced (a checkpoint's config.yaml), in today's keys: each
+    stage's `train_llm` / `train_vision` flags become its `trainable` list. Only for saved configs, which hold every
+    setting; a layer a person writes is told what to write instead (`REPLACED`)."""
+    out = dict(flat)
+    for stage in STAGES:
+        flags = {part: out.pop(f"train.{stage}.train_{part}", None) for part in ("llm", "vision")}
+        if any(v is not None for v in flags.values()) and f"train.{stage}.trainable" not in out:
+            out[f"train.{stage}.trainable"] = [*DEFAULT_TRAINABLE, *(part for part, on in flags.items() if on)]
+    return out
 
 
 def _expand_shorthands(layer: dict[str, Any]) -> dict[str, Any]:

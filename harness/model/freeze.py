@@ -1,18 +1,20 @@
 """Which components train in a stage, per-component parameter counts, and the paper-scale parameter report.
 
-Components: vision, connector, fusion (cross-attention blocks), llm (without its adapters), adapters
-(bottleneck or LoRA), frames (video frame embedding). Connector, fusion, adapters and frames always train; the
-LLM trains when `stage.train_llm`, the vision encoder when `stage.train_vision`.
+Components (declared in `harness.config.schema.Component`): vision, connector, fusion (cross-attention blocks), llm
+(without its adapters), adapters (bottleneck or LoRA), frames (video frame embedding). A stage trains the ones its
+`trainable` list names (by default all but the vision encoder and the LLM) and freezes the others.
 """
 
 from __future__ import annotations
 
+from typing import get_args
+
 from torch import nn
 
-from harness.config.schema import ModelConfig, StageConfig
+from harness.config.schema import Component, ModelConfig, StageConfig
 from harness.model.mllm import MultimodalLM, build_meta_model
 
-COMPONENTS = ("vision", "connector", "fusion", "llm", "adapters", "frames")
+COMPONENTS: tuple[str, ...] = get_args(Component)
 
 
 def component_parameters(model: MultimodalLM) -> dict[str, list[nn.Parameter]]:
@@ -31,8 +33,7 @@ def component_parameters(model: MultimodalLM) -> dict[str, list[nn.Parameter]]:
 
 def stage_flags(stage: StageConfig) -> dict[str, bool]:
     """Whether each component trains in `stage`."""
-    return {"vision": stage.train_vision, "connector": True, "fusion": True, "llm": stage.train_llm,
-            "adapters": True, "frames": True}
+    return {name: name in stage.trainable for name in COMPONENTS}
 
 
 def apply_freeze_policy(model: MultimodalLM, model_cfg: ModelConfig, stage: StageConfig) -> list[dict]:
