@@ -109,8 +109,6 @@ def larger_benchmark(store: Store, config: RunConfig, scale: int):
     differ."""
     from harness.data import build_world
 
-    if scale < 1:
-        raise AblateError(f"--benchmark-scale must be at least 1, got {scale}")
     return build_world(dataclasses.replace(config.world, benchmark_scale=scale), store.cache)
 
 
@@ -179,6 +177,8 @@ def evaluate_saved(store: Store, target: str, blind: bool = False, splits: str |
 
     if judge:
         JUDGES.get(judge)  # an unknown name fails here, with the known ones, before any model is built
+    if benchmark_scale is not None and benchmark_scale < 1:
+        raise AblateError(f"--benchmark-scale must be at least 1, got {benchmark_scale}")
     if splits:
         parse_splits(splits)
     config, folder, run_id = load_saved(store, target)

@@ -113,7 +113,7 @@ def test_eval_on_a_larger_benchmark_scores_the_same_model_on_more_items(quick_st
     rest are new; nothing is retrained."""
     out = str(quick_store.root)
     # One item per batch: a random-init model's logits are near ties, which other padding in a batch can flip.
-    args = [f"{k}={v}" for k, v in {**quick, "eval.batch_size": 1}.items()]
+    args = [f"{k}={v}" for k, v in {**quick, "eval.batch_size": 1, "eval.long.max_new_tokens": 4}.items()]
     assert main(["--out", out, "run", "lynx", "--seed", "5", *args]) == 0
     client = quick_store.client()
     exp = client.get_experiment_by_name("run-lynx")
@@ -122,6 +122,8 @@ def test_eval_on_a_larger_benchmark_scores_the_same_model_on_more_items(quick_st
     assert main(["--out", out, "eval", run.info.run_id, "--splits", "openvqa_image_10x"]) == 2
     assert "`ablate eval RUN --benchmark-scale 10`" in capsys.readouterr().err
 
+    assert main(["--out", out, "eval", run.info.run_id, "--benchmark-scale", "0"]) == 2
+    assert "--benchmark-scale must be at least 1, got 0" in capsys.readouterr().err
     assert main(["--out", out, "eval", run.info.run_id, "--benchmark-scale", "2", "--splits", "probes"]) == 0
     again = client.get_run(run.info.run_id)
     path = quick_store.artifact_file(again.info.artifact_uri, "rescored/predictions.jsonl")
