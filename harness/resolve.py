@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.config.files import read_yaml
-from harness.config.schema import DEFAULT_TRAINABLE, STAGES, ModelConfig, RunConfig
-from harness.config.validate import build, check_layer, flatten, to_flat_dict
+from harness.config.schema import STAGES, ModelConfig, RunConfig
+from harness.config.validate import as_former_flags, build, check_layer, flatten, to_flat_dict
 from harness.errors import AblateError, ConfigError, did_you_mean, one_of
 from harness.variant import Variant, lineage
 
@@ -127,27 +127,9 @@ def _digest(flat: dict[str, Any]) -> str:
 
 def training_settings(config: RunConfig) -> dict[str, Any]:
     """The flat settings that determine the trained weights: all but the labels and the evaluation settings,
-    each stage's `trainable` list written as the flags it replaced wherever they can say it (`_as_flags`)."""
-    return _as_flags({k: v for k, v in to_flat_dict(config).items()
-                      if k not in LABEL_KEYS and k not in BOOKKEEPING_KEYS and not k.startswith(EVAL_SECTION)})
-
-
-def _as_flags(settings: dict[str, Any]) -> dict[str, Any]:
-    """`train.<stage>.trainable` as the two settings it replaced, `train_llm` and `train_vision` (when the other
-    components trained always), whenever the list is the default one plus the LLM and/or the vision encoder: so a
-    run keeps the key and the MLflow params it had before stages named their components, and stores keep their
-    runs. Any other list (a frozen connector, say) is a training no earlier run had, and is hashed as it is."""
-    out = dict(settings)
-    for stage in STAGES:
-        key = f"train.{stage}.trainable"
-        if key not in out:
-            continue
-        trainable = list(out[key])
-        if set(trainable) - {"llm", "vision"} == set(DEFAULT_TRAINABLE):
-            del out[key]
-            out[f"train.{stage}.train_llm"] = "llm" in trainable
-            out[f"train.{stage}.train_vision"] = "vision" in trainable
-    return out
+    each stage's `trainable` list written as the flags it replaced wherever they can say it (`as_former_flags`)."""
+    return as_former_flags({k: v for k, v in to_flat_dict(config).items()
+                            if k not in LABEL_KEYS and k not in BOOKKEEPING_KEYS and not k.startswith(EVAL_SECTION)})
 
 
 def eval_settings(config: RunConfig, judge: bool = True) -> dict[str, Any]:

@@ -44,13 +44,16 @@ def schema_fields(cls: type = RunConfig, prefix: str = "") -> dict[str, Any]:
 
 LEAVES = schema_fields()
 MAPPING_LEAVES = frozenset(k for k, hint in LEAVES.items() if get_origin(hint) is dict)
+# The components whose `train.<stage>.train_<part>` flag each stage had before its `trainable` list replaced them
+# (the others always trained). `upgrade_saved` and `as_former_flags` translate between the two ways of saying it.
+FORMER_FLAGS = ("llm", "vision")
 # Keys that existed once, with what to write instead.
 REPLACED = {
     f"train.{stage}.train_{part}": (
         f"'train.{stage}.train_{part}' was replaced by 'train.{stage}.trainable', the list of components the stage "
         f"trains; to train the {part} too, write train.{stage}.trainable: "
         f"[{', '.join([*DEFAULT_TRAINABLE, part])}]")
-    for stage in STAGES for part in ("llm", "vision")
+    for stage in STAGES for part in FORMER_FLAGS
 }
 # Shorthands a layer may use: `eval.judge: exact` names the judge and sets it no options.
 SHORTHANDS = {"eval.judge": ("eval.judge.name", {"eval.judge.options": {}})}
@@ -140,9 +143,23 @@ def upgrade_saved(flat: dict[str, Any]) -> dict[str, Any]:
     setting; a layer a person writes is told what to write instead (`REPLACED`)."""
     out = dict(flat)
     for stage in STAGES:
-        flags = {part: out.pop(f"train.{stage}.train_{part}", None) for part in ("llm", "vision")}
+        flags = {part: out.pop(f"train.{stage}.train_{part}", None) for part in FORMER_FLAGS}
         if any(v is not None for v in flags.values()) and f"train.{stage}.trainable" not in out:
             out[f"train.{stage}.trainable"] = [*DEFAULT_TRAINABLE, *(part for part, on in flags.items() if on)]
+    return out
+
+
+def as_former_flags(settings: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of `upgrade_saved`, for run keys and MLflow params: `train.<stage>.trainable` as the flags it
+    replaced whenever the list is the default one plus any of `FORMER_FLAGS`, so a run keeps the key and params it
+    had before stages named their components, and stores keep their runs. Any other list (a frozen connector, say)
+    is a training no earlier run had, and stays as it is."""
+    out = dict(settings)
+    for stage in STAGES:
+        key = f"train.{stage}.trainable"
+        if key in out and set(out[key]) - set(FORMER_FLAGS) == set(DEFAULT_TRAINABLE):
+            trainable = out.pop(key)
+            out |= {f"train.{stage}.train_{part}": part in trainable for part in FORMER_FLAGS}
     return out
 
 
