@@ -285,7 +285,7 @@ def test_mixed_batch_trains_without_nan(fusion, connector):
     losses = []
     for _ in range(6):
         out = model(imgs, fm, ids, mask, labels)
-        assert out.logits.shape == (4, 8, VOCAB) and torch.isfinite(out.logits).all()
+        assert out.logits is None and torch.isfinite(out.loss)  # with labels: the loss only
         opt.zero_grad()
         out.loss.backward()
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
@@ -353,9 +353,53 @@ def test_loss_counts_only_answer_tokens_never_the_visual_prefix():
     labels = ids.clone()
     labels[:, :5] = -100  # prompt
     out = model(images(2), frames(1, 1), ids, mask, labels=labels)
-    expected = torch.nn.functional.cross_entropy(out.logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(),
+    logits = model(images(2), frames(1, 1), ids, mask).logits
+    expected = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(),
                                                  ignore_index=-100)
     assert torch.allclose(out.loss, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("fusion, llm", [("prefix", "frozen"), ("cross_attn", "frozen"), ("prefix", "trainable")])
+def test_the_loss_and_its_gradients_equal_transformers_own_full_forward(fusion, llm):
+    """The output head runs only where a label is supervised, and padding frames' keys are never projected:
+    the loss and every gradient equal those of the LLM's own forward over all positions (labels given to it)
+    with the keys of every token, padding included, projected."""
+    from harness.model.connectors import CrossAttention
+    from harness.model.llm import supervised_loss
+
+    cfg = conf(fusion=dict(kind=fusion))
+    model = make(cfg)
+    trains = ["connector", "fusion", "adapters", "frames"] + (["llm"] if llm == "trainable" else [])
+    apply_freeze_policy(model, cfg, StageConfig(trainable=trains))
+    imgs, fm = images(3, f=3), frames(1, 3, 0)  # an image (2 padding frames), a video, a text-only row
+    ids, mask = text(3, 8)
+    mask[0, 6:] = 0
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, :4] = -100
+
+    def grads(loss):
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    fast = grads(model(imgs, fm, ids, mask, labels).loss)
+    import harness.model.mllm as mllm
+
+    def full_loss(llm, inputs, labels):
+        return llm(**inputs, labels=labels).loss
+
+    def every_key(self, x, mask):
+        return self.to_kv(self.norm_kv(x))
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mllm, "supervised_loss", full_loss)
+        mp.setattr(CrossAttention, "keys_values", every_key)
+        slow = grads(model(imgs, fm, ids, mask, labels).loss)
+    assert supervised_loss is not full_loss and torch.allclose(fast[0], slow[0], atol=1e-6)
+    assert fast[1].keys() == slow[1].keys() and len(fast[1]) > 0
+    assert (llm == "trainable") == ("llm.lm_head.weight" in fast[1])
+    for name, grad in fast[1].items():
+        assert torch.allclose(grad, slow[1][name], atol=1e-6), name
 
 
 def test_generate_returns_new_tokens_cut_before_eos():

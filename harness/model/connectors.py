@@ -33,10 +33,23 @@ class CrossAttention(nn.Module):
 
     def forward(self, q: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, L, _ = q.shape
-        k, v = self.to_kv(self.norm_kv(x)).chunk(2, dim=-1)  # each [B, N, inner]
+        k, v = self.keys_values(x, mask).chunk(2, dim=-1)  # each [B, N, inner]
         split = lambda t: t.view(B, t.shape[1], self.heads, -1).transpose(1, 2)  # noqa: E731  [B, h, *, hd]
         out = F.scaled_dot_product_attention(split(self.to_q(self.norm_q(q))), split(k), split(v), key_mask(mask))
         return self.proj(out.transpose(1, 2).reshape(B, L, -1))
+
+    def keys_values(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[B, N, 2 * inner] keys and values of the real tokens only, zeros where `mask` is False.
+
+        Padding frames are most of a mixed batch's tokens (an image in a batch with a 5-frame video has 4), so
+        projecting only the real ones saves most of this product; attention never reads a masked key (its weight is
+        exactly 0, and a row without real keys is masked downstream), so the result is the same."""
+        if bool(mask.all()):
+            return self.to_kv(self.norm_kv(x))
+        rows = mask.flatten().nonzero().squeeze(1)
+        real = self.to_kv(self.norm_kv(x.flatten(0, 1).index_select(0, rows)))  # [n, 2 * inner]
+        full = real.new_zeros(x.shape[0] * x.shape[1], real.shape[1]).index_copy(0, rows, real)
+        return full.view(x.shape[0], x.shape[1], -1)
 
 
 def ffn(dim: int, mult: int) -> nn.Sequential:

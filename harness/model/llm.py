@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
@@ -102,3 +104,23 @@ def decoder_layers(llm: PreTrainedModel) -> nn.ModuleList:
         f"cannot find the decoder layers of {type(llm).__name__} (looked for layers / h / blocks); "
         "adapters and cross-attention need a LLaMA- or GPT-2-like architecture"
     )
+
+
+# Causal LMs whose logits are just `lm_head(last hidden state)`: no logit scale or soft-capping.
+PLAIN_HEAD = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+
+
+def supervised_loss(llm: PreTrainedModel, inputs: dict, labels: torch.Tensor) -> torch.Tensor:
+    """The LLM's next-token loss (transformers' own: float logits, mean over the labels that are not -100), with
+    the output head applied only where a label is supervised.
+
+    In an instruction batch a few percent of the positions carry a label, so projecting every position onto the
+    vocabulary (and back, in the backward pass) was a fifth of a training step's work for nothing. Architectures
+    whose head does more than one product fall back to the full forward."""
+    if llm.config.model_type not in PLAIN_HEAD:
+        return llm(**inputs, labels=labels).loss
+    hidden = llm.get_decoder()(**inputs).last_hidden_state[:, :-1]  # position t predicts label t + 1
+    targets = labels[:, 1:]
+    supervised = targets != -100
+    logits = llm.get_output_embeddings()(hidden[supervised]).float()
+    return F.cross_entropy(logits, targets[supervised])

@@ -15,7 +15,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from harness.components import ADAPTERS, CONNECTORS, FUSIONS
 from harness.config.schema import GenerationConfig, ModelConfig
-from harness.model.llm import build_llm, build_llm_shape
+from harness.model.llm import build_llm, build_llm_shape, supervised_loss
 from harness.model.vision import FrameEmbedding, VisionEncoder
 
 
@@ -55,17 +55,19 @@ class MultimodalLM(nn.Module):
     def forward(self, images: torch.Tensor | None, frames_mask: torch.Tensor, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor, labels: torch.Tensor | None = None,
                 features: torch.Tensor | None = None) -> CausalLMOutputWithPast:
-        """Training forward on right-padded text; `.logits` [B, T, V] align with `input_ids` (visual positions cut)."""
+        """Training forward on right-padded text. Without `labels`: `.logits` [B, T, V], aligned with `input_ids`
+        (visual positions cut). With `labels`: `.loss` only (`harness.model.llm.supervised_loss`)."""
         visual, vmask, embeds, mask = self._inputs(images, frames_mask, input_ids, attention_mask, False, features)
         q = embeds.shape[1] - input_ids.shape[1]  # prefix length (0 for cross_attn)
-        if labels is not None and q:
-            labels = torch.cat([labels.new_full((labels.shape[0], q), -100), labels], dim=1)  # no loss on visuals
         # Positions count only attended tokens (as generate does), so a masked prefix does not shift the text.
-        position_ids = (mask.long().cumsum(1) - 1).clamp(min=0)
+        inputs = {"inputs_embeds": embeds, "attention_mask": mask,
+                  "position_ids": (mask.long().cumsum(1) - 1).clamp(min=0), "use_cache": False}
         with self.fusion.attach(visual, vmask):
-            out = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, labels=labels,
-                           use_cache=False)
-        return CausalLMOutputWithPast(loss=out.loss, logits=out.logits[:, q:])
+            if labels is None:
+                return CausalLMOutputWithPast(logits=self.llm(**inputs).logits[:, q:])
+            if q:
+                labels = torch.cat([labels.new_full((labels.shape[0], q), -100), labels], dim=1)  # no loss on visuals
+            return CausalLMOutputWithPast(loss=supervised_loss(self.llm, inputs, labels))
 
     @torch.no_grad()
     def generate(self, images: torch.Tensor | None, frames_mask: torch.Tensor, input_ids: torch.Tensor,
