@@ -184,6 +184,45 @@ def prepare(config: RunConfig, store: Store, zoo_workers: int = 1) -> Assets:
     return Assets(world, tokenizer, folder)
 
 
+@dataclass(frozen=True)
+class ZooBuild:
+    """One missing zoo entry, to build in a grid worker: `id` is its folder (relative to the store) / entry."""
+
+    id: str
+    config: RunConfig
+    entry: str
+    needs: frozenset[str]  # the ids of missing entries it is built from
+
+
+def plan_zoo(configs: list[RunConfig], store: Store) -> tuple[list[ZooBuild], list[frozenset[str]]]:
+    """Build each distinct world of `configs` here; return the zoo entries they load that are missing (with the
+    missing ones each is built from), in build order, and for each config the ids of the missing entries it loads."""
+    from harness import zoo
+    from harness.data import build_world
+    from harness.zoo.build import BUILD_ORDER, DEPENDS_ON, with_dependencies
+
+    worlds: dict[str, Any] = {}
+    builds: dict[str, ZooBuild] = {}
+    needs = []
+    for cfg in configs:
+        if repr(cfg.world) not in worlds:
+            worlds[repr(cfg.world)] = build_world(cfg.world, store.cache)
+        world = worlds[repr(cfg.world)]
+        entries = zoo_entries(cfg.model)
+        if not entries:
+            needs.append(frozenset())
+            continue
+        folder = zoo_dir(store, cfg.scale, zoo_spec(cfg.scale, cfg.model), world.manifest["hash"])
+        wanted = with_dependencies(entries)
+        missing = {e for e in wanted if zoo.verify_entry(folder / e) is not None}
+        ident = {e: f"{store.relative(folder)}/{e}" for e in wanted}
+        for entry in missing:
+            built_from = frozenset(ident[e] for e in missing if DEPENDS_ON.get(entry) == e)
+            builds.setdefault(ident[entry], ZooBuild(ident[entry], cfg, entry, built_from))
+        needs.append(frozenset(ident[e] for e in missing))
+    return sorted(builds.values(), key=lambda b: BUILD_ORDER.index(b.entry)), needs
+
+
 def ensure_zoo(config: RunConfig, store: Store, world, tokenizer, force: bool = False,
                entries: set[str] | None = None, workers: int = 1) -> Path:
     """Build the scale's zoo entries (`entries`, default all, with what they depend on) unless they are complete
@@ -219,8 +258,8 @@ def ensure_zoo(config: RunConfig, store: Store, world, tokenizer, force: bool = 
     return folder
 
 
-def _zoo_chain(config: RunConfig, root: str, chain: list[str], force: bool) -> None:
-    """Worker process: build one chain of zoo entries (one torch thread, as the zoo's spec asks)."""
+def _zoo_chain(config: RunConfig, root: str, chain: list[str], force: bool) -> Path:
+    """Worker process: build one chain of zoo entries (one torch thread, as the zoo's spec asks); the zoo folder."""
     import logging
 
     from harness.data import build_tokenizer, build_world
@@ -228,7 +267,15 @@ def _zoo_chain(config: RunConfig, root: str, chain: list[str], force: bool) -> N
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # progress lines, as in the parent process
     store = Store(Path(root))
     world = build_world(config.world, store.cache)
-    ensure_zoo(config, store, world, build_tokenizer(world), force=force, entries=set(chain), workers=1)
+    return ensure_zoo(config, store, world, build_tokenizer(world), force=force, entries=set(chain), workers=1)
+
+
+def zoo_build_entry(config: RunConfig, root: str, entry: str) -> list[str]:
+    """Worker process: build one zoo entry of `plan_zoo` (the entries it is built from exist by then); the lines
+    that describe it."""
+    from harness.zoo import describe_zoo
+
+    return describe_zoo(_zoo_chain(config, root, [entry], False), {entry})
 
 
 def _split(items, frac: float, cap: int | None = None) -> tuple[list, list]:

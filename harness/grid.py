@@ -19,7 +19,7 @@ import multiprocessing
 import os
 import signal
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +32,7 @@ from harness.lifetime import follow_parent
 from harness.progress import GridDisplay, progress_file
 from harness.resolve import ResolvedRun
 from harness.resume import checkpoint_dir, describe_point, discard, resumable_by
+from harness.schedule import Task, run_tasks
 from harness.tracking import (
     PARENT_TAG,
     Store,
@@ -176,6 +177,21 @@ def _work(root: str, run_id: str, run: ResolvedRun, threads: int | None,
             _busy = False
             if _stop:  # Lightning ignores SIGINT after handling one; keep ours for the next run's check
                 signal.signal(signal.SIGINT, _on_sigint)
+
+
+def _zoo_work(config, root: str, entry: str) -> tuple[str, list[str], str]:
+    """Worker entry point: build one zoo entry (`harness.assets.plan_zoo`); ('done', its description lines, '').
+    Ctrl-C interrupts it, as it does a run."""
+    global _busy
+    from harness.assets import zoo_build_entry
+
+    if _stop:
+        raise AblateError("interrupted before it started")
+    _busy = True
+    try:
+        return "done", zoo_build_entry(config, root, entry), ""
+    finally:
+        _busy = False
 
 
 def prepare_assets(runs: list[ResolvedRun], store: Store, workers: int = 2) -> None:
@@ -450,9 +466,9 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
              experiment.name, len(runs), len(outcome.skipped), len(todo) - rescoring,
              f" and {rescoring} to score again (evaluation settings changed)" if rescoring else "",
              experiment.workers)
-    if todo:
-        prepare_assets([r for r, _, _ in todo], store, workers=max(2, experiment.workers))
     workers = min(experiment.workers, len(todo)) or 1
+    if todo and workers == 1:
+        prepare_assets([r for r, _, _ in todo], store, workers=max(2, experiment.workers))
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
     started = time.perf_counter()
     display = GridDisplay(experiment.name, total=len(runs), locks=store.locks, done=len(outcome.skipped))
@@ -479,18 +495,44 @@ def _run_all(todo: list[tuple[ResolvedRun, str, bool]], store: Store, outcome: G
         for run, run_id, only in todo:
             _record(outcome, run, _work(str(store.root), run_id, run, threads, only, store.remote), display)
         return
+    from harness.assets import plan_zoo
+
+    # The worlds are built here; the missing zoo entries build in the same workers as the runs, each run starting
+    # as soon as the entries it loads exist (harness.schedule).
+    builds, needs = plan_zoo([run.config for run, _, _ in todo], store)
+    root = str(store.root)
+    tasks = [Task(b.id, _zoo_work, (b.config, root, b.entry), b.needs) for b in builds]
+    runs = {}
+    for (run, run_id, only), waits_for in zip(todo, needs, strict=True):
+        runs[run.key] = run
+        tasks.append(Task(run.key, _work, (root, run_id, run, threads, only, store.remote), waits_for))
+
+    def ended(task: Task, future) -> bool:
+        try:
+            result = future.result()
+        except BrokenProcessPool:  # a worker was killed (out of memory?): its run stays RUNNING, stale
+            result = ("failed", None, "its worker process died (killed by the system, out of memory?); "
+                      "the next `grid run` runs it again")
+        except AblateError as err:  # a zoo entry that could not be built
+            result = ("failed", None, str(err))
+        if task.id not in runs:
+            if result[0] == "failed":
+                log.error("zoo %s could not be built: %s", task.id, result[2])
+                return False
+            for line in result[1]:
+                log.info("zoo %s", line)
+            return True
+        _record(outcome, runs[task.id], result, display)  # each run as it ends, not when the grid does
+        return True
+
+    def blocked(task: Task, need: str) -> None:
+        _record(outcome, runs[task.id], ("failed", None, f"the zoo entry {need} it loads could not be built"),
+                display)
+
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_worker) as pool:
-        futures = {pool.submit(_work, str(store.root), run_id, run, threads, only, store.remote): run
-                   for run, run_id, only in todo}
         try:
-            for future in as_completed(futures):  # report each run as it ends, not when the grid does
-                try:
-                    result = future.result()
-                except BrokenProcessPool:  # a worker was killed (out of memory?): its run stays RUNNING, stale
-                    result = ("failed", None, "its worker process died (killed by the system, out of memory?); "
-                              "the next `grid run` runs it again")
-                _record(outcome, futures[future], result, display)
+            run_tasks(pool, tasks, workers, ended, blocked)
         except KeyboardInterrupt:
             pool.shutdown(wait=True, cancel_futures=True)  # the workers got the Ctrl-C too and mark their runs
             raise
