@@ -57,5 +57,5 @@ def run_tasks(pool: Executor, tasks: list[Task], workers: int, ended: Callable[[
             task = running.pop(future)
             (good if ended(task, future) else bad).add(task.id)
         start_ready()
-    if waiting:  # cannot happen: needs are checked above and every need ends good or bad
-        raise RuntimeError(f"tasks never ready: {[t.id for t in waiting]}")
+    if waiting:  # only tasks that need one another in a cycle are left
+        raise RuntimeError(f"tasks that need one another in a cycle never start: {[t.id for t in waiting]}")

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.config.schema import ConnectorConfig
+from harness.model.masks import on_real_rows
 
 
 def key_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -44,12 +45,8 @@ class CrossAttention(nn.Module):
         Padding frames are most of a mixed batch's tokens (an image in a batch with a 5-frame video has 4), so
         projecting only the real ones saves most of this product; attention never reads a masked key (its weight is
         exactly 0, and a row without real keys is masked downstream), so the result is the same."""
-        if bool(mask.all()):
-            return self.to_kv(self.norm_kv(x))
-        rows = mask.flatten().nonzero().squeeze(1)
-        real = self.to_kv(self.norm_kv(x.flatten(0, 1).index_select(0, rows)))  # [n, 2 * inner]
-        full = real.new_zeros(x.shape[0] * x.shape[1], real.shape[1]).index_copy(0, rows, real)
-        return full.view(x.shape[0], x.shape[1], -1)
+        project = lambda t: self.to_kv(self.norm_kv(t))  # noqa: E731
+        return project(x) if bool(mask.all()) else on_real_rows(project, x, mask)
 
 
 def ffn(dim: int, mult: int) -> nn.Sequential:

@@ -22,6 +22,7 @@ from torch import nn
 
 from harness.config.schema import VisionConfig
 from harness.errors import AblateError
+from harness.model.masks import on_real_rows
 
 # Flat config.json keys passed on to timm.create_model; anything else (quality numbers) is ignored.
 TIMM_KWARGS = {
@@ -152,12 +153,12 @@ class FrameEmbedding(nn.Module):
             x = x + self.embed[:F, None].to(x.dtype)  # [B, F, N, D]
             mask = frames_mask[:, :, None].expand(B, F, x.shape[2])
             return x.flatten(1, 2), mask.flatten(1)
-        idx = frames_mask.flatten().nonzero().squeeze(1)  # valid frames only: padding frames cost nothing
-        if idx.numel() == 0:  # a text-only batch: encode one (masked) frame to keep shapes and dtypes
-            idx = idx.new_zeros(1)
-        feats = encoder(images.flatten(0, 1)[idx])  # [n, N, D]
-        x = feats.new_zeros(B * F, *feats.shape[1:]).index_copy(0, idx, feats)
-        x = x.view(B, F, *feats.shape[1:]) + self.embed[:F, None].to(x.dtype)  # [B, F, N, D]
+        encoded = frames_mask  # valid frames only: padding frames cost nothing
+        if not bool(frames_mask.any()):  # a text-only batch: encode one (masked) frame to keep shapes and dtypes
+            encoded = frames_mask.clone()
+            encoded.view(-1)[0] = True
+        x = on_real_rows(encoder, images, encoded)  # [B, F, N, D]
+        x = x + self.embed[:F, None].to(x.dtype)
         mask = frames_mask[:, :, None].expand(B, F, x.shape[2])
         return x.flatten(1, 2), mask.flatten(1)
 
