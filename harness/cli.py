@@ -178,9 +178,9 @@ def cmd_run(args) -> int:
 
 def cmd_components_list(args) -> int:
     """Every component kind with each entry's source; a plugin that fails to load is listed with its error."""
-    from harness.components import COMPONENT_KEYS
+    from harness.components import registries
 
-    for key, registry in COMPONENT_KEYS.items():
+    for key, registry in registries().items():
         print(f"{registry.kind} ({key}; plugins: entry-point group {registry.group})")
         width = max(len(n) for n in registry.names())
         for name in registry.names():
@@ -306,15 +306,15 @@ def cmd_zoo_probe(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from harness.evaluation import SPLITS, format_category_table
+    from harness.evaluation import format_category_table, get_split
     from harness.rescore import evaluate_saved
 
     metrics, rows = evaluate_saved(_store(args), args.target, blind=args.blind, splits=args.splits,
                                    judge=args.judge, benchmark_scale=args.benchmark_scale)
-    for split in sorted({r["split"] for r in rows}):
-        if SPLITS[split].kind == "openvqa":
-            print(format_category_table(rows, split))
-    for key in sorted(k for k in metrics if not k.startswith("eval/openvqa")):
+    tabled = {split for split in {r["split"] for r in rows} if get_split(split).kind == "openvqa"}
+    for split in sorted(tabled):
+        print(format_category_table(rows, split))
+    for key in sorted(k for k in metrics if k.split("/")[1] not in tabled):
         print(f"{key:<48} {metrics[key]:.2f}")
     return 0
 

@@ -13,7 +13,9 @@ avgpool = "my_package.connectors:avgpool"   # a factory (cfg, vision_dim, llm_di
   `(x, mask) -> (tokens, mask)`;
 - fusion (`ablate.fusions`): `(cfg: FusionConfig, llm) -> nn.Module`;
 - adapter (`ablate.adapters`): `(cfg: AdapterConfig, llm) -> nn.ModuleList` of the modules it inserted;
-- judge (`ablate.judges`): a class whose instances answer `judge(question, prediction, reference) -> bool`.
+- judge (`ablate.judges`): a class whose instances answer `judge(question, prediction, reference) -> bool`;
+- benchmark split (`ablate.splits`): a `harness.evaluation.splits.Split` with its items (declared there, with the
+  built-in splits, since a split is a light declaration rather than a factory).
 """
 
 from __future__ import annotations
@@ -49,12 +51,23 @@ COMPONENT_KEYS = {
 REGISTRIES = {registry.kind: registry for registry in COMPONENT_KEYS.values()}
 
 
+def registries() -> dict[str, Registry]:
+    """Every registry by the config key that names its entries: the components, then the benchmark splits
+    (`eval.splits`, a comma-separated list)."""
+    from harness.evaluation.splits import SPLITS  # not at the top: harness.evaluation imports this module
+
+    return {**COMPONENT_KEYS, "eval.splits": SPLITS}
+
+
 def plugin_tags(flat_config: dict) -> dict[str, str]:
-    """MLflow tags naming the package and version of every plugin component a run's config uses."""
+    """MLflow tags naming the package and version of every plugin entry a run's config uses."""
     tags = {}
-    for key, registry in COMPONENT_KEYS.items():
-        name = flat_config.get(key)
-        if name in registry and registry.origin(name).kind == "plugin":
-            origin = registry.origin(name)
-            tags[f"ablate.plugin.{registry.kind}.{name}"] = f"{origin.package} {origin.version} ({origin.location})"
+    for key, registry in registries().items():
+        value = flat_config.get(key)
+        for name in str(value).split(",") if key == "eval.splits" and value else [value]:
+            name = name.strip() if isinstance(name, str) else name
+            if name in registry and registry.origin(name).kind == "plugin":
+                origin = registry.origin(name)
+                tags[f"ablate.plugin.{registry.kind}.{name}"] = (f"{origin.package} {origin.version} "
+                                                                 f"({origin.location})")
     return tags

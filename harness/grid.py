@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import AblateError, ConfigError, Interrupted
+from harness.evaluation.splits import headline_scores
 from harness.experiment import Experiment
 from harness.lifetime import follow_parent
 from harness.progress import GridDisplay, progress_file
@@ -47,8 +48,6 @@ from harness.tracking import (
 )
 
 log = logging.getLogger("ablate")
-SUMMARY = (("Open-VQA image", "eval/openvqa_image/acc"), ("video", "eval/openvqa_video/acc"),
-           ("MME acc", "eval/mme/acc"))  # what a finished run's progress line shows
 
 
 @dataclass
@@ -223,7 +222,7 @@ def _record(outcome: GridOutcome, run: ResolvedRun, result: tuple[str, dict[str,
     if status in ("done", "rescored", "failed"):
         display.finished()
     if status in ("done", "rescored"):
-        scores = ", ".join(f"{name} {metrics[key]:.1f}%" for name, key in SUMMARY if key in metrics)
+        scores = headline_scores(metrics)  # each split's accuracy, labelled as the split declares
         if status == "done":
             outcome.finished.append(run.label)
             log.info("  done    %-28s %s", run.label, scores)

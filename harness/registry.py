@@ -2,7 +2,8 @@
 
 A registry knows three kinds of entries:
 - built-ins, declared as `"module:attribute"` strings in `harness/components.py` and imported on first use, so
-  listing names never imports torch (timm's light `_registry` split from its heavy factories); validating a config
+  listing names never imports torch (timm's light `_registry` split from its heavy factories), or given as the
+  objects themselves where they are light declarations (the benchmark splits); validating a config
   that names a plugin imports that plugin, so a broken one fails before anything is written;
 - plugins: entry points of the registry's group (`ablate.connectors`, ...) in any installed package, discovered in
   every process that looks a name up (grid workers, `ablate eval`, the report) and loaded on first use;
@@ -54,7 +55,7 @@ def load_location(location: str) -> Any:
 class Registry(Generic[T]):
     """A named collection of factories of one kind (e.g. 'connector')."""
 
-    def __init__(self, kind: str, group: str | None = None, builtins: dict[str, str] | None = None) -> None:
+    def __init__(self, kind: str, group: str | None = None, builtins: dict[str, str | T] | None = None) -> None:
         self.kind, self.group = kind, group
         self._builtins = dict(builtins or {})
         self._loaded: dict[str, T] = {}
@@ -104,7 +105,8 @@ class Registry(Generic[T]):
         if name in self._loaded:
             return self._loaded[name]
         if name in self._builtins:
-            self._loaded[name] = load_location(self._builtins[name])
+            builtin = self._builtins[name]
+            self._loaded[name] = load_location(builtin) if isinstance(builtin, str) else builtin
             return self._loaded[name]
         plugin = self.plugins().get(name)
         if plugin is not None and name in self._broken:
@@ -127,7 +129,8 @@ class Registry(Generic[T]):
             obj = self._registered[name]
             return Origin("registered", f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', obj)}")
         if name in self._builtins:
-            return Origin("built-in", self._builtins[name])
+            builtin = self._builtins[name]
+            return Origin("built-in", builtin if isinstance(builtin, str) else type(builtin).__module__)
         ep = self.plugins()[name]
         dist = ep.dist
         return Origin("plugin", ep.value, dist.name if dist else "?", dist.version if dist else "?")
@@ -143,6 +146,10 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         """Sorted names: built-in, plugin and registered (plugins are listed without importing them)."""
         return sorted({*self._builtins, *self.plugins(), *self._registered})
+
+    def declared_order(self) -> list[str]:
+        """Built-ins in the order they were declared, then the other names sorted."""
+        return [*self._builtins, *sorted({*self.plugins(), *self._registered} - set(self._builtins))]
 
     def __contains__(self, name: object) -> bool:
         return name in self._builtins or name in self._registered or name in self.plugins()

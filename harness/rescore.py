@@ -22,6 +22,7 @@ from harness.errors import AblateError
 from harness.resolve import ResolvedRun
 from harness.runner import (
     build_for,
+    evaluation_world,
     predictions_text,
     quiet_libraries,
     record_evaluation,
@@ -94,7 +95,7 @@ def restore(store: Store, config: RunConfig, folder: Path, benchmark_scale: int 
     world = assets.world
     if benchmark_scale is not None and benchmark_scale != config.world.benchmark_scale:
         world = larger_benchmark(store, config, benchmark_scale)
-    data = WorldDataModule(world, config.data, assets.tokenizer,
+    data = WorldDataModule(evaluation_world(world, config), config.data, assets.tokenizer,
                            image_size=stage_image_size(config, config.train.finetune),
                            batch_size=config.train.batch_size, seed=config.seed)
     return model, assets, data

@@ -113,6 +113,15 @@ def execute(store: Store, run_id: str, resolved: ResolvedRun, threads: int | Non
     return metrics
 
 
+def evaluation_world(world, config: RunConfig):
+    """The run's world with the splits of `config.eval.splits` that bring their own items (a plugin's) written
+    into it (`harness.data.world.with_splits`)."""
+    from harness.data.world import with_splits
+    from harness.evaluation.splits import get_split, parse_splits
+
+    return with_splits(world, [get_split(name) for name in parse_splits(config.eval.splits)])
+
+
 def build_for(config: RunConfig, store: Store):
     """Assets, concrete model config and the model for a run config (nothing frozen yet)."""
     from harness.assets import concrete_model_config, prepare
@@ -164,7 +173,7 @@ def _train_and_evaluate(
     store.log_text(client, run_id, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), "config.yaml")
 
     eval_size = stage_image_size(cfg, cfg.train.finetune)
-    data = WorldDataModule(assets.world, cfg.data, assets.tokenizer, image_size=eval_size,
+    data = WorldDataModule(evaluation_world(assets.world, cfg), cfg.data, assets.tokenizer, image_size=eval_size,
                            batch_size=cfg.train.batch_size, seed=cfg.seed)
     metrics: dict[str, Any] = {}
     freeze_report, step_offset, trained, feature_log = [], 0, set(), {}

@@ -12,7 +12,7 @@ import pandas as pd
 from harness.config.schema import STAGES
 from harness.errors import AblateError
 from harness.evaluation.scoring import item_metric
-from harness.evaluation.splits import SPLITS
+from harness.evaluation.splits import split_columns, split_title
 from harness.experiment import Experiment
 from harness.tracking import Store
 from reports.document import Document
@@ -53,7 +53,7 @@ from reports.sweeps import add_sweep_section, load_sweep_runs
 
 
 def _title(split: str) -> str:
-    return SPLITS[split].title if split in SPLITS else split
+    return split_title(split)
 
 
 def _mean(stats: pd.DataFrame, variant: str, digits: int = 1) -> str:
@@ -125,7 +125,7 @@ def _split_metrics(runs: pd.DataFrame, split: str) -> list[str]:
     names = [c[len(prefix):] for c in runs.columns if c.startswith(prefix) and runs[c].notna().any()]
     names = [n for n in names if not n.endswith(("/k", "/n"))]
     chosen: list[str] = []
-    for pattern in (SPLITS[split].columns if split in SPLITS else ()) or ("*",):
+    for pattern in split_columns(split) or ("*",):
         if pattern.startswith("*"):
             chosen += sorted(n for n in names if n.endswith(pattern[1:]) and n not in chosen)
         elif pattern in names:

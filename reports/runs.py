@@ -9,7 +9,7 @@ import pandas as pd
 from harness.config.schema import STAGES
 from harness.data.scenes import IMAGE_CATEGORIES
 from harness.errors import AblateError
-from harness.evaluation.splits import SPLITS
+from harness.evaluation.splits import known_splits
 from harness.tracking import Store, search_frame
 
 M = "metrics."
@@ -37,7 +37,7 @@ def load_grid_runs(store: Store, grid: str) -> tuple[pd.DataFrame, pd.Series]:
 def splits(runs: pd.DataFrame) -> list[str]:
     """Benchmark splits with metrics in these runs, e.g. ['openvqa_image', 'openvqa_video', 'mme', 'probes']."""
     found = {c[len(M):].split("/")[1] for c in _present(runs) if c.startswith(M + "eval/") and c.count("/") >= 2}
-    order = list(SPLITS)
+    order = known_splits()
     return sorted(found, key=lambda s: (order.index(s) if s in order else len(order), s))
 
 

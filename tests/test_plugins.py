@@ -5,91 +5,55 @@ them; a plugin that fails to load disables only itself."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
-import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from harness.cli import main
-from harness.components import COMPONENT_KEYS, CONNECTORS, JUDGES, plugin_tags
+from harness.components import CONNECTORS, JUDGES, plugin_tags
 from harness.resolve import resolve
 
-PLUGIN = '''
-import torch
-from torch import nn
+PACKAGE = Path(__file__).parent / "plugin_pkg"  # ablate-testplugin 0.3: a variant, a connector, a split, judges
 
 
-class AvgPool(nn.Module):
-    """One visual token: the masked mean of the vision tokens, projected to the LLM's width."""
-
-    def __init__(self, vision_dim, llm_dim):
-        super().__init__()
-        self.proj = nn.Linear(vision_dim, llm_dim)
-
-    def forward(self, x, mask):
-        weights = mask.to(x.dtype)[..., None]
-        pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1)
-        return self.proj(pooled)[:, None, :], mask.any(1, keepdim=True)
-
-
-def avgpool(cfg, vision_dim, llm_dim):
-    return AvgPool(vision_dim, llm_dim)
-
-
-class LenientJudge:
-    def __call__(self, question, prediction, reference):
-        return reference.lower() in prediction.lower()
-
-
-class PrefixJudge:
-    """Configured and batched: right when the answer starts with the reference (case folded unless strict);
-    each verdict comes with the judge's raw output."""
-
-    batches = []  # the size of every batch it was given
-
-    def __init__(self, strict=False):
-        self.strict = strict
-
-    def __call__(self, question, prediction, reference):
-        return self.batch([(question, prediction, reference)])[0][0]
-
-    def batch(self, items):
-        PrefixJudge.batches.append(len(items))
-        fold = (lambda t: t) if self.strict else str.lower
-        return [(fold(p).startswith(fold(r)), f"{'strict' if self.strict else 'folded'}: {p!r} vs {r!r}")
-                for _, p, r in items]
-'''
+def install_for_this_run(package: Path, site: Path) -> None:
+    """Install `package` (a folder with a pyproject.toml) as pip would for this process and the ones it starts:
+    its dist-info (name, version, entry points, read from pyproject.toml) in `site`, and both on the path."""
+    project = tomllib.loads((package / "pyproject.toml").read_text())["project"]
+    info = site / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
+    (info / "entry_points.txt").write_text("".join(
+        f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in entries.items()) + "\n"
+        for group, entries in project["entry-points"].items()))
 
 
 @pytest.fixture()
 def plugin(tmp_path, monkeypatch):
-    """An installed package `ablate-testplugin 0.3`: a folder on sys.path with the module and its dist-info."""
-    root = tmp_path / "site"
-    (root / "ablate_testplugin").mkdir(parents=True)
-    (root / "ablate_testplugin" / "__init__.py").write_text(PLUGIN)
-    (root / "ablate_testplugin" / "broken.py").write_text("raise ImportError('needs the flux capacitor')\n")
-    info = root / "ablate_testplugin-0.3.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ablate-testplugin\nVersion: 0.3\n")
-    (info / "entry_points.txt").write_text(textwrap.dedent("""\
-        [ablate.connectors]
-        avgpool = ablate_testplugin:avgpool
-        broken = ablate_testplugin.broken:thing
+    """tests/plugin_pkg installed for this test, in this process and in every process it starts."""
+    from harness.components import registries
+    from harness.variant import catalogue
 
-        [ablate.judges]
-        lenient = ablate_testplugin:LenientJudge
-        prefix = ablate_testplugin:PrefixJudge
-        """))
-    monkeypatch.syspath_prepend(str(root))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
-    for registry in COMPONENT_KEYS.values():
-        registry.refresh()
-    yield root
+    site = tmp_path / "site"
+    install_for_this_run(PACKAGE, site)
+    for folder in (PACKAGE, site):
+        monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(PACKAGE), str(site), os.environ.get("PYTHONPATH", "")]))
+
+    def forget():
+        for registry in registries().values():
+            registry.refresh()
+        catalogue.cache_clear()
+        for name in [m for m in sys.modules if m.startswith("ablate_testplugin")]:
+            sys.modules.pop(name)
+
+    forget()
+    yield site
     monkeypatch.undo()
-    for registry in COMPONENT_KEYS.values():
-        registry.refresh()
-    sys.modules.pop("ablate_testplugin", None)
+    forget()
 
 
 def test_plugins_are_listed_with_their_package_and_a_broken_one_disables_only_itself(plugin, capsys):
@@ -101,6 +65,8 @@ def test_plugins_are_listed_with_their_package_and_a_broken_one_disables_only_it
     assert "BROKEN: connector 'broken' from plugin ablate-testplugin 0.3" in broken
     assert "ImportError: needs the flux capacitor" in broken
     assert "resampler  built-in" in out  # the rest still works
+    assert "split (eval.splits; plugins: entry-point group ablate.splits)" in out
+    assert "count_only         plugin ablate-testplugin 0.3 (ablate_testplugin:COUNT_ONLY)" in out
     assert main(["variants", "list"]) == 0
 
 
@@ -161,16 +127,40 @@ def test_a_grid_that_uses_the_broken_plugin_fails_in_one_line_before_writing(plu
 
 
 @pytest.mark.slow
-def test_grid_workers_load_the_plugin(plugin, quick_store, quick):
-    """Two spawned workers build a model with the plugin's connector (they find it through the entry point)."""
+def test_a_grid_runs_a_plugin_variant_connector_split_and_judge_in_spawned_workers_and_reports_the_split(
+        plugin, quick_store, quick):
+    """Two spawned workers find all four kinds through the package's entry points: the variant (whose connector
+    is the plugin's), the split (its items written into the world on first use) and the judge; the report shows
+    the new split under its declared title."""
     from harness.experiment import Experiment
     from harness.grid import run_grid
+    from reports import write_report
+
     experiment = Experiment(name="plugin", path=Path("tests/test_plugins.py"), scale="tiny", baseline="lynx",
-                            variants=("wo_adapter",), workers=2, overrides={**quick, "model.connector.kind": "avgpool"})
+                            variants=("w_avgpool",), workers=2,
+                            overrides={**quick, "eval.splits": "probes,count_only", "eval.judge": "lenient"})
     store = quick_store
     outcome = run_grid(experiment, store)
     assert outcome.ok and len(outcome.finished) == 2, outcome.failed
     client = store.client()
     runs = client.search_runs([client.get_experiment_by_name("plugin").experiment_id], "tags.`ablate.kind` = 'run'")
-    assert {r.data.tags["ablate.plugin.connector.avgpool"] for r in runs} == {
-        "ablate-testplugin 0.3 (ablate_testplugin:avgpool)"}
+    tags = {r.data.tags["ablate.variant"]: r.data.tags for r in runs}
+    plugin_tags_of = {v: {k: t for k, t in tags[v].items() if k.startswith("ablate.plugin.")} for v in tags}
+    both = {"ablate.plugin.split.count_only": "ablate-testplugin 0.3 (ablate_testplugin:COUNT_ONLY)",
+            "ablate.plugin.judge.lenient": "ablate-testplugin 0.3 (ablate_testplugin:LenientJudge)"}
+    assert plugin_tags_of["lynx"] == both
+    assert plugin_tags_of["w_avgpool"] == {**both,
+                                           "ablate.plugin.connector.avgpool": "ablate-testplugin 0.3 (ablate_testplugin:avgpool)"}
+    for run in runs:
+        assert run.data.metrics["eval/count_only/n"] == 12 and "eval/count_only/Count/acc" in run.data.metrics
+    report = write_report(experiment, store).read_text()
+    assert "## Counting only (a plugin split)" in report
+    section = report.split("## Counting only (a plugin split)")[1].split("\n## ")[0]
+    assert "| w_avgpool " in section and "Count" in section
+    # `ablate eval` scores a saved run on the plugin's split (and finds its judge) in a process of its own
+    lynx_run = next(r.info.run_id for r in runs if r.data.tags["ablate.variant"] == "lynx")
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "--out", str(store.root), "eval", lynx_run,
+                           "--splits", "count_only"], capture_output=True, text=True, env=os.environ, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[0].startswith("count_only  Count")
+    assert "/12" in done.stdout.splitlines()[1]

@@ -31,7 +31,8 @@ from harness.data import (
 )
 from harness.data.scenes import MME_SUBTASKS
 from harness.data.tokenizer import fixed_texts
-from harness.data.world import _bench_plan
+from harness.data.world import _bench_plan, with_splits
+from harness.errors import AblateError
 
 SMALL = WorldConfig(num_images=48, num_noisy=24, num_videos=16, num_text=32, samples_per_shard=16)
 CLEAN = ("captions", "vqa", "caption", "place", "dialogue", "text", "text_instructions", "video_qa", "video_caption")
@@ -232,3 +233,58 @@ def test_shards_are_plain_tars_in_the_laion_layout(world):
         caption = tar.extractfile("captions-000000.txt").read().decode()
         assert all(m.mtime == 0 for m in tar.getmembers())
     assert caption == meta["answer"] and image.size == (SMALL.render_size,) * 2
+
+
+def _count_items(seed, scale):
+    """A split's items as a package would write them: 3 counting questions per benchmark scale."""
+    import random
+
+    from harness.data.benchmark import item_json
+    from harness.data.scenes import image_item
+
+    out = []
+    for i in range(3 * scale):
+        scene, q, a = image_item(random.Random(f"{seed}/counting/{i}"), "Count")
+        out.append((scene, item_json("counting", "vqa", f"counting-{i}", "Count", q, q, a)))
+    return out
+
+
+def test_a_split_with_its_own_items_is_written_into_the_world_once_per_version(world):
+    from harness.evaluation.splits import Split
+
+    split = Split("counting", "openvqa", "openvqa", "Counting", items=_count_items)
+    before = dict(world.manifest["datasets"])
+    extended = with_splits(world, [split, Split("openvqa_image", "openvqa", "openvqa", "built in")])
+    assert world.manifest["datasets"] == before  # the world itself is not changed
+    assert extended.size("counting") == 3 and extended.manifest["datasets"]["counting"]["role"] == "eval"
+    samples = list(iter_samples(extended.shards("counting")))
+    assert [s["json"]["key"] for s in samples] == ["counting-0", "counting-1", "counting-2"]
+    assert samples[0]["images"][0].size == (SMALL.render_size, SMALL.render_size)
+    assert [s["json"]["answer"] for s in samples] == [meta["answer"] for _, meta in _count_items(SMALL.seed, 1)]
+    written = (world.path / "splits" / "counting-v1" / "manifest.json").stat().st_mtime_ns
+    with_splits(world, [split])
+    assert (world.path / "splits" / "counting-v1" / "manifest.json").stat().st_mtime_ns == written  # not rewritten
+    assert with_splits(world, [Split("counting", "openvqa", "openvqa", "Counting", items=_count_items,
+                                     items_version=2)]).shards("counting")[0].startswith(str(world.path / "splits" /
+                                                                                             "counting-v2"))
+
+
+@pytest.mark.parametrize(("items", "message"), [
+    (lambda seed, scale: [({}, {"key": "a", "task": "vqa", "category": "Count", "question": "q?"})],
+     "split 'odd' .*item 0 has no answer; build each item's json with harness.data.benchmark.item_json"),
+    (lambda seed, scale: _count_items(seed, scale)[:1] * 2, "item key 'counting-0' is used twice"),
+    (lambda seed, scale: [], "split 'odd' .* made no items"),
+])
+def test_a_split_whose_items_are_wrong_says_what_is_wrong_and_writes_nothing(world, items, message):
+    from harness.evaluation.splits import Split
+
+    with pytest.raises(AblateError, match=message):
+        with_splits(world, [Split("odd", "openvqa", "openvqa", "Odd", items=items)])
+    assert not (world.path / "splits" / "odd-v1").exists()
+
+
+def test_a_split_named_like_a_world_dataset_is_refused(world):
+    from harness.evaluation.splits import Split
+
+    with pytest.raises(AblateError, match="split 'vqa' brings its own items but the world already has a dataset"):
+        with_splits(world, [Split("vqa", "openvqa", "openvqa", "VQA", items=_count_items)])

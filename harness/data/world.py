@@ -150,6 +150,74 @@ def build_world(cfg: WorldConfig, cache_root: Path) -> World:
     return World(path=final, manifest=json.loads((final / "manifest.json").read_text()))
 
 
+def with_splits(world: World, splits) -> World:
+    """The world, plus every split of `splits` that comes with its own items (a plugin's `Split.items`) and that it
+    does not hold yet, written beside its datasets in `<world>/splits/<name>-v<items_version>/`.
+
+    A split is drawn from the world's seed at its benchmark scale and rendered like the world's own benchmark; it is
+    written once (in a temp folder renamed into place, so concurrent workers never read half of one) and only
+    when a run is evaluated on it, so adding one to `eval.splits` neither rebuilds the world nor retrains anything.
+    The world's own splits have no `items` and pass through."""
+    datasets = dict(world.manifest["datasets"])
+    for split in splits:
+        if getattr(split, "items", None) is None:
+            continue
+        if split.name in world.manifest["datasets"]:
+            raise AblateError(f"split '{split.name}' brings its own items but the world already has a dataset of "
+                              f"that name; give the split another name (the world has {', '.join(world.datasets)})")
+        rel = f"splits/{split.name}-v{split.items_version}"
+        if not (world.path / rel / "manifest.json").is_file():
+            _write_split(world, split, world.path / rel)
+        entry = json.loads((world.path / rel / "manifest.json").read_text())
+        datasets[split.name] = {**entry, "shards": [f"{rel}/{shard}" for shard in entry["shards"]]}
+    return World(world.path, {**world.manifest, "datasets": datasets})
+
+
+SPLIT_ITEM_FIELDS = ("key", "task", "category", "question", "answer")  # what every item's json must say
+
+
+def _write_split(world: World, split, folder: Path) -> None:
+    """Render and write one split's items (`split.items(seed, benchmark_scale)`) into `folder`, manifest last."""
+    gen = world.manifest["generator"]
+    where = f"split '{split.name}' (items_version {split.items_version})"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".tmp-{folder.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        writer = ShardWriter(tmp, split.name, gen["samples_per_shard"])
+        keys, tasks, categories = set(), Counter(), Counter()
+        for i, (visual, meta) in enumerate(split.items(gen["seed"], gen["benchmark_scale"])):
+            missing = [f for f in SPLIT_ITEM_FIELDS if not isinstance(meta.get(f), str)]
+            if missing:
+                raise AblateError(f"{where}: item {i} has no {', '.join(missing)}; build each item's json with "
+                                  "harness.data.benchmark.item_json")
+            if meta["key"] in keys:
+                raise AblateError(f"{where}: item key '{meta['key']}' is used twice; every item needs its own key")
+            keys.add(meta["key"])
+            video = meta["task"] in ("video_qa", "video_caption")
+            frames = render_video(visual, gen["render_size"]) if video else [render_scene(visual,
+                                                                                       gen["render_size"])]
+            _, sample = _sample(split.name, i, {**meta, "dataset": split.name}, [_png(f) for f in frames])
+            sample.pop("__meta__")
+            writer.write(sample)
+            tasks[meta["task"]] += 1
+            categories[meta["category"]] += 1
+        writer.close()
+        if not keys:
+            raise AblateError(f"{where} made no items")
+        manifest = {"count": writer.count, "shards": writer.names, "tasks": dict(sorted(tasks.items())),
+                    "categories": dict(sorted(categories.items())), "role": "eval",
+                    "items_version": split.items_version}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another process wrote the same split first
+            if not (folder / "manifest.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 # ---- sample makers: (cfg, i) -> [(dataset, sample)], sample = {"__key__", ext: bytes, "__meta__": json dict} -----
 
 

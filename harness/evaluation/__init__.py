@@ -15,7 +15,7 @@ from harness.evaluation.scoring import (
     score_probes,
     score_rows,
 )
-from harness.evaluation.splits import KNOWN_SPLITS, SPLITS, Split, parse_splits
+from harness.evaluation.splits import SPLITS, Split, get_split, known_splits, parse_splits
 
 # The benchmark loop needs torch and the model; load it on first use, so scoring and judges stay light (variant
 # discovery checks metric names without importing torch).
@@ -33,7 +33,6 @@ def __getattr__(name: str):
 
 __all__ = [
     "JUDGES",
-    "KNOWN_SPLITS",
     "SPLITS",
     "Judge",
     "Split",
@@ -41,9 +40,11 @@ __all__ = [
     "detect_yes_no",
     "evaluate",
     "format_category_table",
+    "get_split",
     "generation_config",
     "item_metric",
     "judge_rows",
+    "known_splits",
     "normalise",
     "parse_splits",
     "read_predictions",

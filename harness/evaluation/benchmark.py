@@ -19,7 +19,7 @@ from harness.config.schema import EvalConfig, GenerationConfig
 from harness.errors import AblateError, one_of
 from harness.evaluation.judges import Judge, build_judge
 from harness.evaluation.scoring import Row, judge_rows, score_rows
-from harness.evaluation.splits import KNOWN_SPLITS, get_split, parse_splits
+from harness.evaluation.splits import get_split, known_splits, parse_splits
 from harness.model.mllm import model_inputs
 from harness.placement import module_device, to_device
 
@@ -51,7 +51,7 @@ def _batches(datamodule, split: str, batch_size: int, blind: bool) -> Iterator[d
         yield from datamodule.eval_batches(split, batch_size, blind=blind)
     except (KeyError, FileNotFoundError) as exc:
         raise AblateError(f"evaluation split '{split}' is not in this world ({exc}); known splits: "
-                          f"{one_of(available or KNOWN_SPLITS)}") from None
+                          f"{one_of(available or known_splits())}") from None
 
 
 def predict_split(model, tokenizer, datamodule, split: str, eval_cfg: EvalConfig, judge: Judge,
@@ -70,7 +70,7 @@ def predict_split(model, tokenizer, datamodule, split: str, eval_cfg: EvalConfig
             rows.append(row)
     if not rows:  # an empty split would silently score 0 / drop its metrics
         raise AblateError(f"evaluation split '{split}' has no items in this world; known splits: "
-                          f"{one_of(_available(datamodule) or KNOWN_SPLITS)}")
+                          f"{one_of(_available(datamodule) or known_splits())}")
     return judge_rows(rows, judge)  # the whole split at once: a judge with `batch` sees it in one call
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from harness.data.vocab import NOISE_TOKENS
 from harness.errors import AblateError
 from harness.evaluation.judges import Judge, detect_yes_no, normalise
-from harness.evaluation.splits import get_split
+from harness.evaluation.splits import SPLITS, get_split
 
 Row = dict[str, Any]
 
@@ -267,9 +267,11 @@ def item_metric(name: str) -> ItemMetric:
     if name in FIXED_ITEM_METRICS:
         return FIXED_ITEM_METRICS[name]
     parts = name.split("/")
-    if parts[0].startswith("openvqa") and parts[-1] == "acc" and len(parts) in (2, 3):
+    if parts[0] in SPLITS and parts[-1] == "acc" and len(parts) in (2, 3) and get_split(parts[0]).kind == "openvqa":
         category = parts[1] if len(parts) == 3 else None
-        label = f"Open-VQA {parts[0].removeprefix('openvqa_')} accuracy" + (f", {category}" if category else "")
+        what = (f"Open-VQA {parts[0].removeprefix('openvqa_')}" if parts[0].startswith("openvqa")
+                else get_split(parts[0]).title)
+        label = f"{what} accuracy" + (f", {category}" if category else "")
         return ItemMetric(name, label, parts[0], True,
                           lambda r: 100.0 * bool(r["correct"]) if category in (None, r["category"]) else None)
     known = [*FIXED_ITEM_METRICS, "openvqa_image/acc", "openvqa_image/<category>/acc", "openvqa_video/acc"]
