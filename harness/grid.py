@@ -194,24 +194,58 @@ def _zoo_work(config, root: str, entry: str) -> tuple[str, list[str], str]:
 
 
 def prepare_assets(runs: list[ResolvedRun], store: Store, workers: int = 2) -> None:
-    """Build each distinct world and the zoo entries its runs load once, before workers start, so they never race
-    on the cache; independent zoo entries build in parallel processes."""
-    from harness.assets import ensure_zoo, zoo_entries, zoo_sizes
-    from harness.data import build_tokenizer, build_world
-    from harness.zoo import describe_zoo
+    """Build each distinct world of `runs` and the zoo entries they load before any run starts, so runs never race
+    on the cache: the missing entries (`harness.assets.plan_zoo`) in up to `workers` processes, each as soon as the
+    entries it is built from exist (`harness.schedule`). A grid with one worker, a sweep and a cluster submission
+    prepare this way; a grid with more workers builds its zoo beside its runs instead (`_run_all`)."""
+    from harness.assets import plan_zoo
 
-    groups: dict[tuple[str, str, str], tuple[Any, set[str]]] = {}
-    for run in runs:
-        cfg = run.config
-        group = (repr(cfg.world), cfg.scale, zoo_sizes(cfg.model))  # a run's sizes pick its zoo folder
-        first, entries = groups.get(group, (cfg, set()))
-        groups[group] = (first, entries | zoo_entries(cfg.model))
-    for cfg, entries in groups.values():
-        world = build_world(cfg.world, store.cache)
-        if entries:
-            folder = ensure_zoo(cfg, store, world, build_tokenizer(world), entries=entries, workers=workers)
-            for line in describe_zoo(folder, entries):
-                log.info("zoo %s", line)
+    builds, _ = plan_zoo([run.config for run in runs], store)
+    if not builds:
+        return
+    tasks = [Task(b.id, _zoo_work, (b.config, str(store.root), b.entry), b.needs) for b in builds]
+    failed: list[str] = []
+
+    def ended(task: Task, future) -> bool:
+        built = _zoo_built(task, _result(future))
+        failed.extend([] if built else [task.id])
+        return built
+
+    def blocked(task: Task, need: str) -> None:
+        log.error("zoo %s not built: it is built from %s", task.id, need)
+        failed.append(task.id)
+
+    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker) as pool:
+        try:
+            run_tasks(pool, tasks, workers, ended, blocked)
+        except KeyboardInterrupt:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    if failed:
+        raise AblateError(f"the zoo entries {', '.join(failed)} could not be built (the reasons are logged above)")
+
+
+def _result(future) -> tuple[str, Any, str]:
+    """A worker's (status, result, reason), with a dead worker or an AblateError as a failure."""
+    try:
+        return future.result()
+    except BrokenProcessPool:  # a worker was killed (out of memory?): its run stays RUNNING, stale
+        return ("failed", None, "its worker process died (killed by the system, out of memory?); the next `grid "
+                "run` runs it again")
+    except AblateError as err:  # a zoo entry that could not be built
+        return ("failed", None, str(err))
+
+
+def _zoo_built(task: Task, result: tuple[str, Any, str]) -> bool:
+    """Log a zoo entry's build as it ends; whether it was built."""
+    status, lines, reason = result
+    if status == "failed":
+        log.error("zoo %s could not be built: %s", task.id, reason)
+        return False
+    for line in lines:
+        log.info("zoo %s", line)
+    return True
 
 
 def _record(outcome: GridOutcome, run: ResolvedRun, result: tuple[str, dict[str, Any] | None, str],
@@ -507,20 +541,9 @@ def _run_all(todo: list[tuple[ResolvedRun, str, bool]], store: Store, outcome: G
         tasks.append(Task(run.key, _work, (root, run_id, run, threads, only, store.remote), waits_for))
 
     def ended(task: Task, future) -> bool:
-        try:
-            result = future.result()
-        except BrokenProcessPool:  # a worker was killed (out of memory?): its run stays RUNNING, stale
-            result = ("failed", None, "its worker process died (killed by the system, out of memory?); "
-                      "the next `grid run` runs it again")
-        except AblateError as err:  # a zoo entry that could not be built
-            result = ("failed", None, str(err))
+        result = _result(future)
         if task.id not in runs:
-            if result[0] == "failed":
-                log.error("zoo %s could not be built: %s", task.id, result[2])
-                return False
-            for line in result[1]:
-                log.info("zoo %s", line)
-            return True
+            return _zoo_built(task, result)
         _record(outcome, runs[task.id], result, display)  # each run as it ends, not when the grid does
         return True
 
