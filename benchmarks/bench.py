@@ -35,6 +35,18 @@ GOALS = {"harness_over_plain": ("<=", 1.05), "cache_speedup": (">=", 2.0), "data
          "eval_share": ("<", 0.20), "table3_small_s": ("<", 420.0)}
 
 
+def side_by_side_args(doc: str) -> argparse.Namespace:
+    """The options of a side-by-side step script (step_savings.py, compile_step.py), parsed; torch's threads set."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--scale", default="small")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=14, help="steps per round (the first 3 are not timed)")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    return args
+
+
 def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 6) -> float:
     """FLOP/s of an n x n x n matrix product on this CPU (best of `reps`)."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)

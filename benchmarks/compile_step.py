@@ -3,14 +3,14 @@ interleaved in one process, plus what compiling costs:
 
     python benchmarks/compile_step.py [--scale small] [--threads 1] [--steps 14] [--rounds 3]
 
-2026-11-28 (stop 22), `small`, one thread, cached features: 174 -> 158 ms a step (1.10x), but the first compiled
-step took 71 s and a batch of a new shape recompiled for 12 s. A `small` run trains about 1,000 steps in three
-stages, so compiling saves about 16 s of steps for at least 80 s of compiling: not adopted.
+2026-11-28 (stop 22), `small`, one thread, cached features: 174 -> 158 ms a step (1.10x) with a cold compile cache,
+whose first compiled step took 71 s and a batch of a new shape 12 s more; run again with inductor's cache warm,
+157 -> 146 ms (1.07x), compiling 20 s and 5 s. A `small` run trains about 1,000 steps in three stages, so compiling
+saves 11-16 s of steps for 25-83 s of compiling (each grid worker and stage compiles again): not adopted.
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -22,14 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", default="small")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=14, help="steps per round (the first 3 are not timed)")
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    from bench import Bench
+    from bench import Bench, side_by_side_args
+
+    args = side_by_side_args(__doc__)
 
     bench = Bench(args.scale, Path(tempfile.mkdtemp(prefix="ablate-compile-")))
     forwards = {"eager": bench.model.forward, "compiled": torch.compile(bench.model.forward, dynamic=True)}

@@ -13,26 +13,18 @@ a step at `small`, cached features, one thread (1.18x).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", default="small")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=14, help="steps per round (the first 3 are not timed)")
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    from bench import Bench
+    from bench import Bench, side_by_side_args
+
+    args = side_by_side_args(__doc__)
 
     import harness.model.mllm as mllm
     from harness.model.connectors import CrossAttention
