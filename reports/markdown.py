@@ -152,7 +152,7 @@ class Comparisons:
                 if self.predictions.empty:
                     self._tables[metric] = pd.DataFrame(columns=["variant", "seed", "item", "value"])
                 else:
-                    wanted = item_metric(metric)
+                    wanted = item_metric(metric, undeclared=True)
                     if wanted.split not in self._records:
                         self._records[wanted.split] = run_records(self.predictions, wanted.split)
                     self._tables[metric] = item_table(self.predictions, wanted, self._records[wanted.split])

@@ -187,7 +187,7 @@ def expected_direction(paper: dict[str, float], baseline_paper: dict[str, float]
     worse = paper[key] < baseline_paper[key]  # every paper number here is a "higher is better" accuracy
     if key == metric:
         return "lower" if worse else "higher"
-    better_is_higher = item_metric(metric).higher_is_better
+    better_is_higher = item_metric(metric, undeclared=True).higher_is_better
     return ("lower" if worse else "higher") if better_is_higher else ("higher" if worse else "lower")
 
 

@@ -136,6 +136,21 @@ def test_verdicts_follow_the_paper_direction_and_the_interval():
 def test_unknown_metric_names_are_refused():
     with pytest.raises(ValueError, match="unknown item metric"):
         item_metric("openvqa_image/accuracy")
+    with pytest.raises(ValueError, match="unknown item metric"):  # a variant may not name an undeclared split
+        item_metric("count_only/acc")
+
+
+def test_a_report_pairs_the_accuracy_of_a_split_no_installed_package_declares():
+    """A store scored on a plugin's split is reported where that package is not installed: its accuracy is still
+    the mean of its items' verdicts, per category too."""
+    rows = [{"keys": "a", "split": "count_only", "category": "Count", "correct": True},
+            {"keys": "b", "split": "count_only", "category": "Count", "correct": False},
+            {"keys": "c", "split": "openvqa_image", "category": "Count", "correct": True}]
+    metric = item_metric("count_only/Count/acc", undeclared=True)
+    assert metric.split == "count_only" and metric.higher_is_better and metric.label == "count_only accuracy, Count"
+    assert metric.values(rows) == {"a": 100.0, "b": 0.0}
+    with pytest.raises(ValueError, match="unknown item metric"):
+        item_metric("count_only/score", undeclared=True)
 
 
 @pytest.mark.parametrize(("p", "df", "expected"), [

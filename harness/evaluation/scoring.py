@@ -261,16 +261,19 @@ FIXED_ITEM_METRICS = {
 }
 
 
-def item_metric(name: str) -> ItemMetric:
+def item_metric(name: str, undeclared: bool = False) -> ItemMetric:
     """The per-item metric called `name`: `<openvqa split>/acc`, `<openvqa split>/<category>/acc` (accuracy on
-    that category's items) or one of `FIXED_ITEM_METRICS`."""
+    that category's items) or one of `FIXED_ITEM_METRICS`. With `undeclared` (reports), also the accuracy of a
+    split that no package installed here declares, e.g. a plugin split in a store reported elsewhere."""
     if name in FIXED_ITEM_METRICS:
         return FIXED_ITEM_METRICS[name]
     parts = name.split("/")
-    if parts[0] in SPLITS and parts[-1] == "acc" and len(parts) in (2, 3) and get_split(parts[0]).kind == "openvqa":
+    declared = parts[0] in SPLITS and SPLITS.check(parts[0]) is None
+    if parts[-1] == "acc" and len(parts) in (2, 3) and (
+            get_split(parts[0]).kind == "openvqa" if declared else undeclared):
         category = parts[1] if len(parts) == 3 else None
         what = (f"Open-VQA {parts[0].removeprefix('openvqa_')}" if parts[0].startswith("openvqa")
-                else get_split(parts[0]).title)
+                else get_split(parts[0]).title if declared else parts[0])
         label = f"{what} accuracy" + (f", {category}" if category else "")
         return ItemMetric(name, label, parts[0], True,
                           lambda r: 100.0 * bool(r["correct"]) if category in (None, r["category"]) else None)
