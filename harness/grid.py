@@ -231,8 +231,8 @@ def _result(future) -> tuple[str, Any, str]:
     try:
         return future.result()
     except BrokenProcessPool:  # a worker was killed (out of memory?): its run stays RUNNING, stale
-        return ("failed", None, "its worker process died (killed by the system, out of memory?); the next `grid "
-                "run` runs it again")
+        return ("failed", None, "its worker process died (killed by the system, out of memory?); the same command "
+                "run again retries it")
     except AblateError as err:  # a zoo entry that could not be built
         return ("failed", None, str(err))
 

@@ -140,6 +140,10 @@ def eval_settings(config: RunConfig, judge: bool = True) -> dict[str, Any]:
     if judge and not settings.get(f"{JUDGE_SECTION}options"):
         settings.pop(f"{JUDGE_SECTION}options", None)
         settings["eval.judge"] = settings.pop(f"{JUDGE_SECTION}name")
+    from harness.evaluation.splits import item_versions, parse_splits
+
+    if versions := item_versions(parse_splits(config.eval.splits)):  # a package's splits: their items' versions
+        settings["eval.split_items"] = versions
     return settings
 
 

@@ -173,7 +173,7 @@ def _train_and_evaluate(
     store.log_text(client, run_id, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), "config.yaml")
 
     eval_size = stage_image_size(cfg, cfg.train.finetune)
-    data = WorldDataModule(evaluation_world(assets.world, cfg), cfg.data, assets.tokenizer, image_size=eval_size,
+    data = WorldDataModule(assets.world, cfg.data, assets.tokenizer, image_size=eval_size,
                            batch_size=cfg.train.batch_size, seed=cfg.seed)
     metrics: dict[str, Any] = {}
     freeze_report, step_offset, trained, feature_log = [], 0, set(), {}
@@ -267,6 +267,7 @@ def _train_and_evaluate(
     store.log_text(client, run_id, "\n".join(freeze_report) + "\n", "freeze_policy.txt")
     save_checkpoint(model, cfg, trained, folder)
     log_batch(client, run_id, tags={"ablate.checkpoint": store.relative(folder)})
+    data.world = evaluation_world(data.world, cfg)  # a package's splits are written when first evaluated on
     feature_log["eval"] = stage_features(
         store.cache / "features", model, data, "eval", parse_splits(cfg.eval.splits), eval_size,
         cfg.train.precision, cfg.train.feature_cache, False, any(k.startswith("vision.") for k in trained))

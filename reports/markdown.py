@@ -12,7 +12,7 @@ import pandas as pd
 from harness.config.schema import STAGES
 from harness.errors import AblateError
 from harness.evaluation.scoring import item_metric
-from harness.evaluation.splits import split_columns, split_title
+from harness.evaluation.splits import BUILT_IN, split_columns, split_title
 from harness.experiment import Experiment
 from harness.tracking import Store
 from reports.document import Document
@@ -97,7 +97,7 @@ def category_table(runs: pd.DataFrame, split: str, order: list[str], baseline: s
                 comparisons.delta(f"{split}/acc", variant).text()
         else:
             row[f"Δ vs {baseline}"] = _delta(runs, f"eval/{split}/acc", variant, baseline)
-        if split.startswith("openvqa") and paper:
+        if split in PAPER_SPLITS and paper:
             row["paper"] = paper.get(variant, "")
         rows.append(row)
     return pd.DataFrame(rows)
@@ -134,6 +134,7 @@ def _split_metrics(runs: pd.DataFrame, split: str) -> list[str]:
 
 
 HEADLINE = "openvqa_image/acc"
+PAPER_SPLITS = {s.name for s in BUILT_IN if s.kind == "openvqa"}  # the paper reports Open-VQA figures only
 
 
 class Comparisons:

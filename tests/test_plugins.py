@@ -14,6 +14,7 @@ import pytest
 
 from harness.cli import main
 from harness.components import CONNECTORS, JUDGES, plugin_tags
+from harness.errors import AblateError
 from harness.resolve import resolve
 
 PACKAGE = Path(__file__).parent / "plugin_pkg"  # ablate-testplugin 0.3: a variant, a connector, a split, judges
@@ -86,6 +87,40 @@ def test_a_plugin_component_is_used_by_name_and_tagged(plugin):
         "ablate.plugin.judge.lenient": "ablate-testplugin 0.3 (ablate_testplugin:LenientJudge)",
     }
     assert JUDGES.origin("rules").kind == "built-in"
+
+
+def test_a_plugin_split_is_known_everywhere_a_split_is_and_its_items_version_is_part_of_the_evaluation_key(plugin):
+    import dataclasses
+
+    from harness.evaluation.splits import SPLITS, Split, get_split, headline_scores, known_splits
+    from harness.resolve import eval_settings
+
+    assert known_splits() == ["openvqa_image", "openvqa_image_10x", "openvqa_video", "mme", "probes", "count_only"]
+    run = resolve("lynx", cli={"eval.splits": "probes,count_only"})
+    assert eval_settings(run.config)["eval.split_items"] == {"count_only": 1}
+    assert "eval.split_items" not in eval_settings(resolve("lynx").config)  # built-in splits: keys as before
+    assert plugin_tags({"eval.splits": "probes, count_only"}) == {
+        "ablate.plugin.split.count_only": "ablate-testplugin 0.3 (ablate_testplugin:COUNT_ONLY)"}
+    metrics = {"eval/openvqa_image/acc": 37.92, "eval/count_only/acc": 25.0, "eval/probes/yes_no_compliance": 80.0}
+    assert headline_scores(metrics) == "Open-VQA image 37.9%, count_only 25.0%"
+    # new items: the same run, a new evaluation key, so finished runs are scored again
+    import ablate_testplugin
+
+    before = run.eval_key
+    plugin_split = ablate_testplugin.COUNT_ONLY
+    SPLITS._loaded["count_only"] = dataclasses.replace(plugin_split, items_version=2)
+    assert resolve("lynx", cli={"eval.splits": "probes,count_only"}).eval_key != before
+    SPLITS._loaded["count_only"] = plugin_split
+    SPLITS.register("not_a_split")(object())
+    try:
+        with pytest.raises(AblateError, match="split 'not_a_split' .* must be a harness.evaluation.splits.Split"):
+            get_split("not_a_split")
+    finally:
+        SPLITS._registered.pop("not_a_split")
+    with pytest.raises(AblateError, match="split name 'a,b' must be letters, digits and _"):
+        Split("a,b", "openvqa", "openvqa", "A comma")
+    with pytest.raises(AblateError, match="split 'odd': kind must be one of .*got 'multiple_choice'"):
+        Split("odd", "multiple_choice", "openvqa", "Odd")
 
 
 def test_a_configured_batched_judge_from_a_plugin_scores_a_split_in_one_call_and_keeps_its_raw_output(

@@ -235,7 +235,7 @@ def test_shards_are_plain_tars_in_the_laion_layout(world):
     assert caption == meta["answer"] and image.size == (SMALL.render_size,) * 2
 
 
-def _count_items(seed, scale):
+def _count_items(world):
     """A split's items as a package would write them: 3 counting questions per benchmark scale."""
     import random
 
@@ -243,8 +243,8 @@ def _count_items(seed, scale):
     from harness.data.scenes import image_item
 
     out = []
-    for i in range(3 * scale):
-        scene, q, a = image_item(random.Random(f"{seed}/counting/{i}"), "Count")
+    for i in range(3 * world.benchmark_scale):
+        scene, q, a = image_item(random.Random(f"{world.seed}/counting/{i}"), "Count")
         out.append((scene, item_json("counting", "vqa", f"counting-{i}", "Count", q, q, a)))
     return out
 
@@ -260,7 +260,7 @@ def test_a_split_with_its_own_items_is_written_into_the_world_once_per_version(w
     samples = list(iter_samples(extended.shards("counting")))
     assert [s["json"]["key"] for s in samples] == ["counting-0", "counting-1", "counting-2"]
     assert samples[0]["images"][0].size == (SMALL.render_size, SMALL.render_size)
-    assert [s["json"]["answer"] for s in samples] == [meta["answer"] for _, meta in _count_items(SMALL.seed, 1)]
+    assert [s["json"]["answer"] for s in samples] == [meta["answer"] for _, meta in _count_items(SMALL)]
     written = (world.path / "splits" / "counting-v1" / "manifest.json").stat().st_mtime_ns
     with_splits(world, [split])
     assert (world.path / "splits" / "counting-v1" / "manifest.json").stat().st_mtime_ns == written  # not rewritten
@@ -270,10 +270,10 @@ def test_a_split_with_its_own_items_is_written_into_the_world_once_per_version(w
 
 
 @pytest.mark.parametrize(("items", "message"), [
-    (lambda seed, scale: [({}, {"key": "a", "task": "vqa", "category": "Count", "question": "q?"})],
+    (lambda world: [({}, {"key": "a", "task": "vqa", "category": "Count", "question": "q?"})],
      "split 'odd' .*item 0 has no answer; build each item's json with harness.data.benchmark.item_json"),
-    (lambda seed, scale: _count_items(seed, scale)[:1] * 2, "item key 'counting-0' is used twice"),
-    (lambda seed, scale: [], "split 'odd' .* made no items"),
+    (lambda world: _count_items(world)[:1] * 2, "item key 'counting-0' is used twice"),
+    (lambda world: [], "split 'odd' .* made no items"),
 ])
 def test_a_split_whose_items_are_wrong_says_what_is_wrong_and_writes_nothing(world, items, message):
     from harness.evaluation.splits import Split
@@ -281,6 +281,17 @@ def test_a_split_whose_items_are_wrong_says_what_is_wrong_and_writes_nothing(wor
     with pytest.raises(AblateError, match=message):
         with_splits(world, [Split("odd", "openvqa", "openvqa", "Odd", items=items)])
     assert not (world.path / "splits" / "odd-v1").exists()
+    assert not list((world.path / "splits").glob(".tmp-*"))  # nothing half-written is left behind
+
+
+def test_a_split_folder_left_without_its_manifest_is_written_again(world):
+    from harness.evaluation.splits import Split
+
+    stale = world.path / "splits" / "redo-v1"
+    stale.mkdir(parents=True)
+    (stale / "redo-000000.tar").write_bytes(b"half a shard")
+    extended = with_splits(world, [Split("redo", "openvqa", "openvqa", "Redo", items=_count_items)])
+    assert extended.size("redo") == 3 and len(list(iter_samples(extended.shards("redo")))) == 3
 
 
 def test_a_split_named_like_a_world_dataset_is_refused(world):

@@ -21,7 +21,7 @@ import shutil
 import time
 import uuid
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -154,9 +154,10 @@ def with_splits(world: World, splits) -> World:
     """The world, plus every split of `splits` that comes with its own items (a plugin's `Split.items`) and that it
     does not hold yet, written beside its datasets in `<world>/splits/<name>-v<items_version>/`.
 
-    A split is drawn from the world's seed at its benchmark scale and rendered like the world's own benchmark; it is
-    written once (in a temp folder renamed into place, so concurrent workers never read half of one) and only
-    when a run is evaluated on it, so adding one to `eval.splits` neither rebuilds the world nor retrains anything.
+    A split's items are made from the world's config (its seed, benchmark scale, frames) and rendered like the
+    world's own benchmark; it is written once (in a temp folder renamed into place, so concurrent workers never
+    read half of one) and only when a run is evaluated on it, so adding one to `eval.splits` neither rebuilds the
+    world nor retrains anything.
     The world's own splits have no `items` and pass through."""
     datasets = dict(world.manifest["datasets"])
     for split in splits:
@@ -177,8 +178,9 @@ SPLIT_ITEM_FIELDS = ("key", "task", "category", "question", "answer")  # what ev
 
 
 def _write_split(world: World, split, folder: Path) -> None:
-    """Render and write one split's items (`split.items(seed, benchmark_scale)`) into `folder`, manifest last."""
+    """Render and write one split's items (`split.items(world config)`) into `folder`, manifest last."""
     gen = world.manifest["generator"]
+    config = WorldConfig(**{f.name: gen[f.name] for f in fields(WorldConfig)})
     where = f"split '{split.name}' (items_version {split.items_version})"
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".tmp-{folder.name}-{uuid.uuid4().hex[:8]}"
@@ -186,7 +188,7 @@ def _write_split(world: World, split, folder: Path) -> None:
     try:
         writer = ShardWriter(tmp, split.name, gen["samples_per_shard"])
         keys, tasks, categories = set(), Counter(), Counter()
-        for i, (visual, meta) in enumerate(split.items(gen["seed"], gen["benchmark_scale"])):
+        for i, (visual, meta) in enumerate(split.items(config)):
             missing = [f for f in SPLIT_ITEM_FIELDS if not isinstance(meta.get(f), str)]
             if missing:
                 raise AblateError(f"{where}: item {i} has no {', '.join(missing)}; build each item's json with "
@@ -209,6 +211,8 @@ def _write_split(world: World, split, folder: Path) -> None:
                     "categories": dict(sorted(categories.items())), "role": "eval",
                     "items_version": split.items_version}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        if folder.exists() and not (folder / "manifest.json").is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # an interrupted write: without a manifest nothing is trusted
         try:
             os.rename(tmp, folder)
         except OSError:  # another process wrote the same split first

@@ -17,7 +17,7 @@ from typing import Any
 from harness.data.vocab import NOISE_TOKENS
 from harness.errors import AblateError
 from harness.evaluation.judges import Judge, detect_yes_no, normalise
-from harness.evaluation.splits import SPLITS, get_split
+from harness.evaluation.splits import BUILT_IN, SPLITS, declared, get_split, known_splits
 
 Row = dict[str, Any]
 
@@ -268,14 +268,16 @@ def item_metric(name: str, undeclared: bool = False) -> ItemMetric:
     if name in FIXED_ITEM_METRICS:
         return FIXED_ITEM_METRICS[name]
     parts = name.split("/")
-    declared = parts[0] in SPLITS and SPLITS.check(parts[0]) is None
-    if parts[-1] == "acc" and len(parts) in (2, 3) and (
-            get_split(parts[0]).kind == "openvqa" if declared else undeclared):
+    split = declared(parts[0])
+    if parts[-1] == "acc" and len(parts) in (2, 3) and (split.kind == "openvqa" if split else undeclared):
         category = parts[1] if len(parts) == 3 else None
-        what = (f"Open-VQA {parts[0].removeprefix('openvqa_')}" if parts[0].startswith("openvqa")
-                else get_split(parts[0]).title if declared else parts[0])
+        what = (f"Open-VQA {parts[0].removeprefix('openvqa_')}" if split in BUILT_IN
+                else split.title if split else parts[0])
         label = f"{what} accuracy" + (f", {category}" if category else "")
         return ItemMetric(name, label, parts[0], True,
                           lambda r: 100.0 * bool(r["correct"]) if category in (None, r["category"]) else None)
-    known = [*FIXED_ITEM_METRICS, "openvqa_image/acc", "openvqa_image/<category>/acc", "openvqa_video/acc"]
+    if parts[0] in SPLITS and split is None:  # a package declares the split but it does not load
+        raise ValueError(f"item metric '{name}': {SPLITS.check(parts[0])}")
+    known = [*FIXED_ITEM_METRICS, *(f"{s}/acc, {s}/<category>/acc" for s in known_splits()
+                                    if (d := declared(s)) is not None and d.kind == "openvqa")]
     raise ValueError(f"unknown item metric '{name}'; known: {', '.join(known)}")

@@ -14,10 +14,10 @@ count_only = "my_package.splits:COUNT_ONLY"
 ```
 
 ```python
-def count_items(seed, scale):            # -> [(scene, item json)], drawn from `seed`, `scale` times the base size
-    rng = random.Random(f"{seed}/count_only")
+def count_items(world):                 # world: the WorldConfig; -> [(scene or video, item json)]
+    rng = random.Random(f"{world.seed}/count_only")
     out = []
-    for i in range(40 * scale):
+    for i in range(40 * world.benchmark_scale):
         scene, question, answer = image_item(rng, "Count")          # harness.data.scenes
         out.append((scene, item_json("count_only", "vqa", f"count_only-{i:04d}", "Count", question, question,
                                      answer)))                     # harness.data.benchmark
@@ -26,21 +26,25 @@ def count_items(seed, scale):            # -> [(scene, item json)], drawn from `
 COUNT_ONLY = Split("count_only", "openvqa", "openvqa", "Counting only", items=count_items, items_version=1)
 ```
 
-The world renders each scene at its resolution and writes the split beside its own datasets the first time a run
-is evaluated on it (`harness/data/world.py: with_splits`); `items_version` is part of that folder's name, so bump it
-whenever the items change. A plugin split is scored by its `kind`'s scorer, like a built-in one.
+The world renders each scene at its resolution (a video with the world's `num_frames`) and writes the split beside
+its own datasets when a run is first evaluated on it (`harness/data/world.py: with_splits`). `items_version` names
+that folder and is part of the evaluation key, so bumping it whenever the items change scores every finished run
+again on the new items. A plugin split is scored by its `kind`'s scorer, like a built-in one.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from harness.errors import AblateError, RegistryError, did_you_mean, one_of
 from harness.registry import Registry
 
 KINDS = ("openvqa", "mme", "probes")  # each kind has a scorer in harness/evaluation/scoring.py
 GENERATIONS = ("openvqa", "short", "long")  # the `EvalConfig` decoding settings a split can use
+NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
 @dataclass(frozen=True)
@@ -52,12 +56,15 @@ class Split:
     generation: str  # which `EvalConfig` decoding settings it uses: "openvqa", "short" or "long"
     title: str  # the report's section title
     columns: tuple[str, ...] = ()  # non-category splits: the report's metrics, first one's Δ shown; "*x" = all "…x"
-    # A plugin split's items: (seed, scale) -> [(scene or video, item json)]; None for the world's own splits.
-    items: Callable[[int, int], Iterable[tuple[dict, dict]]] | None = None
+    # A plugin split's items: (the world's WorldConfig) -> [(scene or video, item json)]; None for the world's own.
+    items: Callable[[Any], Iterable[tuple[dict, dict]]] | None = None
     items_version: int = 1  # bump when `items` changes: the world writes each version once
     short: str = ""  # the grid's progress line: its label before the split's accuracy (default: the name)
 
     def __post_init__(self) -> None:
+        if not NAME.fullmatch(self.name):
+            raise AblateError(f"split name {self.name!r} must be letters, digits and _ (it names metrics "
+                              "`eval/<split>/...` and a folder, and `eval.splits` lists names with commas)")
         if self.kind not in KINDS:
             raise AblateError(f"split '{self.name}': kind must be one of {one_of(KINDS)}, got '{self.kind}'")
         if self.generation not in GENERATIONS:
@@ -96,21 +103,38 @@ def known_splits() -> list[str]:
     return SPLITS.declared_order()
 
 
+def declared(name: str) -> Split | None:
+    """The declaration of split `name`, or None when no installed package declares it in working order (a report
+    of a store scored on a plugin split that is not installed here)."""
+    try:
+        return get_split(name)
+    except AblateError:
+        return None
+
+
 def split_title(name: str) -> str:
-    """The report's section title of a split; its name when no installed package declares it (an old store)."""
-    return SPLITS.get(name).title if name in SPLITS and SPLITS.check(name) is None else name
+    """The report's section title of a split; its name when it is not declared here."""
+    split = declared(name)
+    return split.title if split else name
 
 
 def split_columns(name: str) -> tuple[str, ...]:
     """The report's metric columns of a non-category split (() when it shows every metric)."""
-    return SPLITS.get(name).columns if name in SPLITS and SPLITS.check(name) is None else ()
+    split = declared(name)
+    return split.columns if split else ()
 
 
 def headline_scores(metrics: dict[str, float]) -> str:
     """'Open-VQA image 37.9%, video 50.9%, MME acc 33.6%': the accuracy of each scored split that has one (not the
     probes), labelled by its declaration, in report order."""
-    return ", ".join(f"{SPLITS.get(name).short or name} {metrics[f'eval/{name}/acc']:.1f}%" for name in known_splits()
-                     if f"eval/{name}/acc" in metrics and SPLITS.check(name) is None)
+    shown = [(declared(name), name) for name in known_splits() if f"eval/{name}/acc" in metrics]
+    return ", ".join(f"{(split and split.short) or name} {metrics[f'eval/{name}/acc']:.1f}%" for split, name in shown)
+
+
+def item_versions(names: Iterable[str]) -> dict[str, int]:
+    """{split: items_version} of the splits among `names` that bring their own items (part of the evaluation key:
+    new items score finished runs again)."""
+    return {name: split.items_version for name in names if (split := get_split(name)).items is not None}
 
 
 def parse_splits(splits: str | Iterable[str]) -> list[str]:

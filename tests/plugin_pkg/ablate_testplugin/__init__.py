@@ -42,11 +42,11 @@ W_AVGPOOL = Variant(
 COUNT_ITEMS = 12  # at benchmark_scale 1
 
 
-def count_items(seed, scale):
-    """(scene, item json) of each counting question, drawn from the world's seed."""
+def count_items(world):
+    """(scene, item json) of each counting question, drawn from the world's seed (`world` is its WorldConfig)."""
     out = []
-    for i in range(COUNT_ITEMS * scale):
-        scene, question, answer = image_item(random.Random(f"{seed}/count_only/{i}"), "Count")
+    for i in range(COUNT_ITEMS * world.benchmark_scale):
+        scene, question, answer = image_item(random.Random(f"{world.seed}/count_only/{i}"), "Count")
         out.append((scene, item_json("count_only", "vqa", f"count_only-{i:04d}", "Count", question,
                                      f"{question} Answer with a number.", answer)))
     return out
