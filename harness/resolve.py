@@ -20,7 +20,15 @@ from typing import Any
 
 from harness.config.files import read_yaml
 from harness.config.schema import STAGES, ModelConfig, RunConfig
-from harness.config.validate import as_former_flags, build, check_layer, flatten, to_flat_dict
+from harness.config.validate import (
+    STAGE_FIELDS,
+    added_stage,
+    as_former_flags,
+    build,
+    check_layer,
+    flatten,
+    to_flat_dict,
+)
 from harness.errors import AblateError, ConfigError, did_you_mean, one_of
 from harness.variant import Variant, lineage
 
@@ -34,7 +42,8 @@ BOOKKEEPING_KEYS = ("train.checkpoint_every",)  # how a run is kept, not what it
 # Settings added after stores already held runs, with the value that reproduces what runs trained before them:
 # left out of the run key while they hold it, so adding a setting never makes every existing run look new.
 NEUTRAL_WHEN_ADDED = {"data.holdout_percent": 0.0, "train.num_nodes": 1, "train.strategy": "auto",
-                      "train.no_decay": "none"}
+                      "train.no_decay": "none", "train.order": list(STAGES), "train.pretrain.mixture": "pretrain",
+                      "train.high_res.mixture": "pretrain", "train.finetune.mixture": "finetune"}
 PRESET_SECTIONS = {"config", "roles", "zoo"}
 
 Layer = tuple[str, dict[str, Any]]
@@ -226,6 +235,8 @@ def verify_delta(run: ResolvedRun, baseline: ResolvedRun) -> None:
             continue
         for key in variant.flat_delta():
             allowed |= {key} | preset.derived_keys(key)
+            if stage := added_stage(key):  # a stage the baseline lacks: its other settings are the defaults
+                allowed |= {f"train.{stage}.{field}" for field in STAGE_FIELDS}
     stray = [k for k in changed_keys(run, baseline) if k not in allowed]
     if stray:
         raise ConfigError(
@@ -237,7 +248,26 @@ def verify_delta(run: ResolvedRun, baseline: ResolvedRun) -> None:
 def changed_keys(run: ResolvedRun, baseline: ResolvedRun) -> list[str]:
     """The keys whose resolved values differ between two runs (labels and seed excluded)."""
     new, old = to_flat_dict(run.config), to_flat_dict(baseline.config)
-    return [k for k in new if new[k] != old[k] and k not in LABEL_KEYS and k != "seed"]
+    keys = [*new, *(k for k in old if k not in new)]  # an added stage's keys exist on one side only
+    return [k for k in keys if new.get(k, _ABSENT) != old.get(k, _ABSENT) and k not in LABEL_KEYS and k != "seed"]
+
+
+_ABSENT = object()
+
+
+def check_stages(train) -> None:
+    """`train.order` names each stage once, and each added stage that has settings is in it."""
+    unknown = [name for name in train.order if name not in STAGES and name not in train.extra]
+    if unknown:
+        raise ConfigError(f"train.order names the stage '{unknown[0]}', which has no settings: set train.{unknown[0]}"
+                          f".steps (and lr, mixture, resolution, trainable as needed), or use one of "
+                          f"{one_of([*STAGES, *train.extra])}")
+    if len(set(train.order)) != len(train.order):
+        raise ConfigError(f"train.order names a stage twice: {train.order}")
+    unlisted = [name for name in train.extra if name not in train.order]
+    if unlisted:
+        raise ConfigError(f"train.{unlisted[0]}.* set a stage that train.order does not list; add it where it trains, "
+                          f"e.g. train.order=[{', '.join([*train.order, unlisted[0]])}]")
 
 
 def check_consistency(config: RunConfig) -> None:
@@ -246,6 +276,7 @@ def check_consistency(config: RunConfig) -> None:
     from harness.evaluation.splits import parse_splits
 
     m, t = config.model, config.train
+    check_stages(t)
     try:
         parse_splits(config.eval.splits)  # an unknown split must fail now, not after training
     except AblateError as err:
@@ -285,7 +316,7 @@ def check_consistency(config: RunConfig) -> None:
         (0 <= config.data.detailed_captions <= 1, "data.detailed_captions must be a share between 0 and 1"),
         (0 <= config.data.holdout_percent <= 50,
          f"data.holdout_percent must be a percentage between 0 and 50, got {config.data.holdout_percent}"),
-        (bool(t.stages()), f"the stages ({', '.join(STAGES)}) must train at least one step between them"),
+        (bool(t.stages()), f"the stages ({', '.join(t.order)}) must train at least one step between them"),
         (t.batch_size >= 1, f"train.batch_size must be at least 1, got {t.batch_size}"),
         (t.devices >= 1 and t.num_nodes >= 1,
          f"train.devices and train.num_nodes must be at least 1, got {t.devices} and {t.num_nodes}"),

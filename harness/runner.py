@@ -174,7 +174,8 @@ def _train_and_evaluate(
 
     eval_size = stage_image_size(cfg, cfg.train.finetune)
     data = WorldDataModule(assets.world, cfg.data, assets.tokenizer, image_size=eval_size,
-                           batch_size=cfg.train.batch_size, seed=cfg.seed)
+                           batch_size=cfg.train.batch_size, seed=cfg.seed,
+                           mixtures={name: stage.mixture for name, stage in cfg.train.stages(active_only=False)})
     metrics: dict[str, Any] = {}
     freeze_report, step_offset, trained, feature_log = [], 0, set(), {}
     folder = checkpoint_dir(store, resolved.key)

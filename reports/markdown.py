@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.config.schema import STAGES
 from harness.errors import AblateError
 from harness.evaluation.scoring import item_metric
 from harness.evaluation.splits import BUILT_IN, split_columns, split_title
@@ -35,6 +34,7 @@ from reports.runs import (
     run_settings,
     seed_table,
     splits,
+    stage_names,
     summarise,
     tag_text,
     variant_order,
@@ -455,9 +455,10 @@ def _cost_table(runs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
                "GFLOP / sample (finetune)": ("cost/finetune/train_flops_per_sample", 1e-9, ".3g"),
                "samples/s (finetune)": ("cost/finetune/samples_per_s", 1, ".0f")}
     means = {label: mean(metric) * scale for label, (metric, scale, _) in columns.items()}
-    flops = [mean(f"cost/{s}/train_flops") for s in STAGES]
-    times = {s: mean(f"time/{s}_s") for s in (*STAGES, "eval")}
-    memory = [mean(f"cost/{s}/peak_memory_mb") for s in STAGES]
+    stages = stage_names(runs)
+    flops = [mean(f"cost/{s}/train_flops") for s in stages]
+    times = {s: mean(f"time/{s}_s") for s in (*stages, "eval")}
+    memory = [mean(f"cost/{s}/peak_memory_mb") for s in stages]
     rows = []
     for variant in order:
         row = {"variant": variant}

@@ -160,8 +160,16 @@ def load_predictions(store: Store, runs: pd.DataFrame, artifact: str = "predicti
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def loss_curves(store: Store, runs: pd.DataFrame, stages: tuple[str, ...] = STAGES) -> dict[str, pd.DataFrame]:
+def stage_names(runs: pd.DataFrame) -> list[str]:
+    """The training stages these runs logged: the paper's three, then any a variant added (by name)."""
+    logged = {c[len(M) + len("time/"):-len("_s")] for c in _present(runs) if c.startswith(f"{M}time/")
+              and c.endswith("_s")} - {"eval"}
+    return [*STAGES, *sorted(logged - set(STAGES))]
+
+
+def loss_curves(store: Store, runs: pd.DataFrame, stages: list[str] | None = None) -> dict[str, pd.DataFrame]:
     """Per variant: the training loss history of its finished runs (stages share one step axis), mean over seeds."""
+    stages = stages if stages is not None else stage_names(runs)
     client = store.client()
     out: dict[str, pd.DataFrame] = {}
     done = runs[runs["status"] == "FINISHED"]

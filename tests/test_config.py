@@ -3,10 +3,10 @@
 import pytest
 
 from harness.config.files import parse_overrides, read_yaml
-from harness.config.schema import STAGES
-from harness.config.validate import check_layer
+from harness.config.schema import STAGES, StageConfig
+from harness.config.validate import STAGE_FIELDS, check_layer, to_flat_dict
 from harness.errors import ConfigError
-from harness.resolve import config_hash, resolve
+from harness.resolve import changed_keys, config_hash, resolve
 
 
 def test_unknown_key_names_source_key_and_suggestion():
@@ -268,3 +268,70 @@ def test_a_checkpoint_saved_with_the_old_stage_flags_loads_as_the_same_training(
         loaded = build({**check_layer(upgrade_saved(saved), "config.yaml"), **labels})
         assert config_hash(loaded) == run.key
         assert loaded.train.finetune.trainable == run.config.train.finetune.trainable
+
+
+POLISH = {"train.order": "pretrain,high_res,polish,finetune", "train.polish.steps": 7, "train.polish.lr": 2e-4,
+          "train.polish.mixture": "finetune", "train.polish.resolution": "high",
+          "train.polish.trainable": "connector,llm"}
+
+
+def test_a_stage_is_added_by_naming_it_in_the_order_and_setting_its_keys():
+    run = resolve("lynx", "tiny", cli=POLISH)
+    stages = run.config.train.stages()
+    assert [name for name, _ in stages] == ["pretrain", "high_res", "polish", "finetune"]
+    polish = run.config.train.stage("polish")
+    assert (polish.steps, polish.lr, polish.mixture, polish.resolution, polish.trainable) == (
+        7, 2e-4, "finetune", "high", ["connector", "llm"])
+    assert polish.warmup_frac == StageConfig().warmup_frac  # what it does not set keeps the stage defaults
+    flat = to_flat_dict(run.config)
+    assert flat["train.polish.steps"] == 7 and "train.extra" not in flat and not any("extra" in k for k in flat)
+    lynx = resolve("lynx", "tiny")
+    assert run.key != lynx.key
+    # an added stage's keys are all new, those it leaves at the stage defaults too
+    assert set(changed_keys(run, lynx)) == {"train.order", *(f"train.polish.{f}" for f in STAGE_FIELDS)}
+    # nested YAML says the same; leaving a stage out of the order drops it
+    nested = resolve("lynx", "tiny", experiment={"train": {"order": ["pretrain", "high_res", "polish", "finetune"],
+                                                           "polish": {k.split(".")[2]: v for k, v in POLISH.items()
+                                                                      if k.startswith("train.polish.")}}})
+    assert nested.key == run.key
+    assert [n for n, _ in resolve("lynx", "tiny", cli={"train.order": "pretrain,finetune"}).config.train.stages()] \
+        == ["pretrain", "finetune"]
+
+
+def test_the_papers_stages_keep_their_run_keys_now_that_stages_are_data():
+    """`train.order` and each paper stage's `mixture` say what those stages did before they existed."""
+    explicit = {"train.order": "pretrain,high_res,finetune", "train.pretrain.mixture": "pretrain",
+                "train.high_res.mixture": "pretrain", "train.finetune.mixture": "finetune"}
+    assert resolve("lynx", "small", seed=0, cli=explicit).key == resolve("lynx", "small", seed=0).key == "1bf1028d11bb"
+    assert resolve("lynx", "small", cli={"train.high_res.mixture": "finetune"}).key != "1bf1028d11bb"
+
+
+@pytest.mark.parametrize(("cli", "message"), [
+    ({"train.order": "pretrain,polish,finetune"},
+     r"train.order names the stage 'polish', which has no settings: set train.polish.steps"),
+    ({"train.polish.steps": 5}, r"train.polish.\* set a stage that train.order does not list; add it where it "
+                                r"trains, e.g. train.order=\[pretrain, high_res, finetune, polish\]"),
+    ({"train.order": "pretrain,finetune,finetune"}, "train.order names a stage twice"),
+    ({"train.polish.stepz": 5}, "unknown config key 'train.polish.stepz'"),
+    ({"train.polish.mixture": "warmup", "train.order": "polish"}, "train.polish.mixture must be one of"),
+])
+def test_a_stage_list_that_does_not_add_up_says_what_to_write(cli, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve("lynx", "tiny", cli=cli)
+
+
+def test_a_variant_that_adds_a_stage_differs_from_its_baseline_only_at_its_delta(monkeypatch):
+    import harness.variant as variants
+    from harness.resolve import verify_delta
+
+    polish = variants.Variant(name="w_polish", baseline="lynx", axis="training.stages",
+                              description="a short finetune-mix stage that also trains the LLM, before finetuning",
+                              delta={k: v.split(",") if k.endswith(("order", "trainable")) else v
+                                     for k, v in POLISH.items() if k != "train.polish.resolution"})
+    known = {**variants.catalogue(), "w_polish": polish}
+    monkeypatch.setattr(variants, "catalogue", lambda: known)
+    run = resolve("w_polish", "small")
+    verify_delta(run, resolve("lynx", "small"))  # the stage's unset fields are its defaults, not a stray change
+    assert run.config.train.stage("polish").resolution == "low"
+    with pytest.raises(ConfigError, match="outside its delta at train.batch_size"):
+        verify_delta(resolve("w_polish", "small", cli={"train.batch_size": 3}), resolve("lynx", "small"))

@@ -139,9 +139,11 @@ def test_data_flags_change_the_mixture(world, tmp_path):
     assert shard.is_file() and "shards" not in mixture("finetune", with_shards, world)
 
 
-def test_unknown_stage_is_an_ablate_error(world):
-    with pytest.raises(AblateError, match="unknown training stage 'warmup'"):
-        mixture("warmup", DataConfig(), world)
+def test_a_stage_draws_the_mixture_it_names_and_an_unknown_mixture_is_an_ablate_error(world):
+    assert mixture("polish", DataConfig(), world, mix="finetune") == mixture("finetune", DataConfig(), world)
+    assert mixture("high_res", DataConfig(), world, mix="finetune") == mixture("finetune", DataConfig(), world)
+    with pytest.raises(AblateError, match="stage 'polish': unknown data mixture 'warmup'; expected one of"):
+        mixture("polish", DataConfig(), world, mix="warmup")
 
 
 # ---- training batches ------------------------------------------------------------------------------------------

@@ -160,3 +160,11 @@ def test_a_report_pairs_the_accuracy_of_a_split_no_installed_package_declares():
 def test_t_quantiles_match_published_values(p, df, expected):
     """The report's t-interval critical values (computed without scipy.stats) against scipy's t.ppf."""
     assert t_quantile(p, df) == pytest.approx(expected, abs=1e-7)
+
+
+def test_the_report_lists_the_stages_a_variant_added_after_the_papers():
+    from reports.runs import stage_names
+
+    runs = pd.DataFrame({"metrics.time/pretrain_s": [1.0, 1.0], "metrics.time/polish_s": [None, 2.0],
+                         "metrics.time/eval_s": [3.0, 3.0], "metrics.time/warm_up_s": [None, None]})
+    assert stage_names(runs) == ["pretrain", "high_res", "finetune", "polish"]  # a column with no value is absent

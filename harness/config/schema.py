@@ -23,6 +23,8 @@ NoDecay = Literal["1d", "none"]  # the weight-decay exemption rules of harness/o
 Component = Literal["vision", "connector", "fusion", "llm", "adapters", "frames"]
 # What a stage trains unless it says otherwise: everything but the two pretrained backbones (Lynx's recipe).
 DEFAULT_TRAINABLE: tuple[Component, ...] = ("connector", "fusion", "adapters", "frames")
+# The data mixtures a stage can draw from (harness/data/mixture.py weighs their datasets), declared once.
+Mixture = Literal["pretrain", "finetune"]
 
 
 @dataclass
@@ -139,7 +141,8 @@ class DataConfig:
 
 @dataclass
 class StageConfig:
-    """One training stage: its budget, learning rate schedule and which components it trains."""
+    """One training stage: its budget, learning rate schedule, data mixture, resolution and which components it
+    trains."""
 
     steps: int = 100  # 0 skips the stage
     lr: float = 1e-3  # peak learning rate (AdamW, warmup then linear decay)
@@ -148,15 +151,23 @@ class StageConfig:
     # are frozen. E.g. `[connector, fusion, adapters, frames, llm]` also trains the LLM itself.
     trainable: list[Component] = field(default_factory=lambda: list(DEFAULT_TRAINABLE))
     resolution: Literal["low", "high"] = "low"  # model.vision.image_size or model.vision.high_res_size
+    mixture: Mixture = "pretrain"  # which data mixture it draws: pretraining's (captions, ...) or finetuning's
 
 
 @dataclass
 class TrainConfig:
-    """Optimisation: pretraining -> optional high-resolution phase -> instruction finetuning, as in the paper."""
+    """Optimisation: pretraining -> optional high-resolution phase -> instruction finetuning, as in the paper.
+
+    The stages are data: `order` lists them in training order. The three of the paper have fields of their own
+    (`train.finetune.steps`, ...); a variant adds a stage by naming it in `order` and setting its `train.<name>.*`
+    keys (held in `extra`), and drops one with `steps: 0` or by leaving it out of `order`."""
 
     pretrain: StageConfig = field(default_factory=lambda: StageConfig(steps=300, lr=1e-3))
     high_res: StageConfig = field(default_factory=lambda: StageConfig(steps=100, lr=3e-4, resolution="high"))
-    finetune: StageConfig = field(default_factory=lambda: StageConfig(steps=300, lr=5e-4, resolution="high"))
+    finetune: StageConfig = field(default_factory=lambda: StageConfig(steps=300, lr=5e-4, resolution="high",
+                                                                      mixture="finetune"))
+    order: list[str] = field(default_factory=lambda: list(STAGES))  # the stages to train, in order
+    extra: dict[str, StageConfig] = field(default_factory=dict)  # stages beyond the paper's, by name
     batch_size: int = 16
     weight_decay: float = 0.01
     # Which tensors weight decay spares (harness/optim.py): "1d" = biases, norms, gates and scales; "none" = none
@@ -178,12 +189,16 @@ class TrainConfig:
     # them every step; stages where the encoder trains always compute them.
     feature_cache: bool = True
 
+    def stage(self, name: str) -> StageConfig:
+        """The settings of stage `name` (one of the paper's or an added one)."""
+        return getattr(self, name) if name in STAGES else self.extra[name]
+
     def stages(self, active_only: bool = True) -> list[tuple[str, StageConfig]]:
-        """(name, settings) of each stage in training order; by default only those with steps."""
-        return [(name, getattr(self, name)) for name in STAGES if not active_only or getattr(self, name).steps > 0]
+        """(name, settings) of each stage of `order`; by default only those with steps."""
+        return [(name, self.stage(name)) for name in self.order if not active_only or self.stage(name).steps > 0]
 
 
-# The training stages in order, declared once: the StageConfig fields of TrainConfig.
+# The paper's training stages in order, declared once: the StageConfig fields of TrainConfig and its default order.
 STAGES = ("pretrain", "high_res", "finetune")
 
 

@@ -8,11 +8,12 @@ the dotted key, and a did-you-mean suggestion.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
-from harness.config.schema import DEFAULT_TRAINABLE, STAGES, RunConfig
+from harness.config.schema import DEFAULT_TRAINABLE, STAGES, RunConfig, StageConfig, TrainConfig
 from harness.errors import ConfigError, did_you_mean, one_of
 
 
@@ -42,8 +43,23 @@ def schema_fields(cls: type = RunConfig, prefix: str = "") -> dict[str, Any]:
     return leaves
 
 
-LEAVES = schema_fields()
+# Stages beyond the paper's three are written `train.<name>.<field>` like theirs and held in `train.extra`, which is
+# not itself a key a layer writes.
+EXTRA_STAGES = "train.extra"
+LEAVES = {k: hint for k, hint in schema_fields().items() if k != EXTRA_STAGES}
 MAPPING_LEAVES = frozenset(k for k, hint in LEAVES.items() if get_origin(hint) is dict)
+STAGE_FIELDS = schema_fields(StageConfig)
+TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
+STAGE_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def added_stage(key: str) -> str | None:
+    """The stage name of `train.<name>.<stage field>` when `name` is not one of the paper's stages (an added one)."""
+    parts = key.split(".")
+    if (len(parts) == 3 and parts[0] == "train" and parts[2] in STAGE_FIELDS and parts[1] not in TRAIN_FIELDS
+            and STAGE_NAME.fullmatch(parts[1])):
+        return parts[1]
+    return None
 # The components whose `train.<stage>.train_<part>` flag each stage had before its `trainable` list replaced them
 # (the others always trained). `upgrade_saved` and `as_former_flags` translate between the two ways of saying it.
 FORMER_FLAGS = ("llm", "vision")
@@ -131,9 +147,12 @@ def check_layer(layer: dict[str, Any], source: str) -> dict[str, Any]:
     for key, value in _expand_shorthands(layer).items():
         if key in REPLACED:
             raise ConfigError(f"{source}: {REPLACED[key]}")
-        if key not in LEAVES:
+        if key in LEAVES:
+            checked[key] = coerce(key, value, LEAVES[key], source)
+        elif added_stage(key):
+            checked[key] = coerce(key, value, STAGE_FIELDS[key.rsplit(".", 1)[1]], source)
+        else:
             raise ConfigError(f"{source}: unknown config key '{key}'{did_you_mean(key, LEAVES)}")
-        checked[key] = coerce(key, value, LEAVES[key], source)
     return checked
 
 
@@ -141,7 +160,9 @@ def upgrade_saved(flat: dict[str, Any]) -> dict[str, Any]:
     """A complete config saved before a setting was replaced (a checkpoint's config.yaml), in today's keys: each
     stage's `train_llm` / `train_vision` flags become its `trainable` list. Only for saved configs, which hold every
     setting; a layer a person writes is told what to write instead (`REPLACED`)."""
-    out = dict(flat)
+    prefix = EXTRA_STAGES + "."  # an added stage is saved inside `train.extra`; a layer writes `train.<name>.*`
+    out = {(f"train.{k[len(prefix):]}" if k.startswith(prefix) else k): v for k, v in flat.items()
+           if k != EXTRA_STAGES}
     for stage in STAGES:
         flags = {part: out.pop(f"train.{stage}.train_{part}", None) for part in FORMER_FLAGS}
         if any(v is not None for v in flags.values()) and f"train.{stage}.trainable" not in out:
@@ -179,6 +200,9 @@ def build(values: dict[str, Any]) -> RunConfig:
     config = RunConfig()
     for key, value in values.items():
         *parents, leaf = key.split(".")
+        if name := added_stage(key):
+            setattr(config.train.extra.setdefault(name, StageConfig()), leaf, value)
+            continue
         node = config
         for part in parents:
             node = getattr(node, part)
@@ -187,5 +211,8 @@ def build(values: dict[str, Any]) -> RunConfig:
 
 
 def to_flat_dict(config: RunConfig) -> dict[str, Any]:
-    """The resolved config as dotted keys, in schema order."""
-    return flatten(dataclasses.asdict(config))
+    """The resolved config as dotted keys, in schema order; an added stage's settings as `train.<name>.<field>`."""
+    flat = flatten(dataclasses.asdict(config))
+    prefix = EXTRA_STAGES + "."
+    return {(f"train.{k[len(prefix):]}" if k.startswith(prefix) else k): v for k, v in flat.items()
+            if k != EXTRA_STAGES}

@@ -11,7 +11,7 @@ from harness.data.chat import (
     encode_text,
     prompt_text,
 )
-from harness.data.mixture import HAND_WEIGHTS, STAGES, mixture, stage_datasets
+from harness.data.mixture import HAND_WEIGHTS, MIXTURES, mixture, stage_datasets
 from harness.data.prompts import BASE, HELD_OUT, POOL, choose_prompt, held_out_prompt
 from harness.data.vocab import FORMAT_INSTRUCTIONS, NOISE_TOKENS
 
@@ -44,7 +44,7 @@ __all__ = [
     "OPENVQA_IMAGE",
     "OPENVQA_VIDEO",
     "POOL",
-    "STAGES",
+    "MIXTURES",
     "ShardWriter",
     "World",
     "WorldDataModule",

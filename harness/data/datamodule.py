@@ -137,9 +137,11 @@ class _Mixed(IterableDataset):
 class WorldDataModule(L.LightningDataModule):
     """Training batches per stage and evaluation batches per benchmark split, from a built `World`."""
 
-    def __init__(self, world, data_cfg: DataConfig, tokenizer, image_size: int, batch_size: int, seed: int):
+    def __init__(self, world, data_cfg: DataConfig, tokenizer, image_size: int, batch_size: int, seed: int,
+                 mixtures: dict[str, str] | None = None):
         super().__init__()
         self.world, self.cfg, self.tokenizer = world, data_cfg, tokenizer
+        self.mixtures = dict(mixtures or {})  # stage -> the mixture it draws (`train.<stage>.mixture`)
         self.image_size, self.batch_size, self.seed = image_size, batch_size, seed
         self.stage = "finetune"  # what Lightning's `train_dataloader` hook serves; set by the caller per stage
         self.real_shards = expand_shards(data_cfg.shards) if data_cfg.shards else []
@@ -158,11 +160,12 @@ class WorldDataModule(L.LightningDataModule):
     # ---- training -------------------------------------------------------------------------------------------
 
     def mixture(self, stage: str) -> dict[str, float]:
-        """The stage's dataset weights (see `harness.data.mixture`)."""
-        return mixture(stage, self.cfg, self.world)
+        """The stage's dataset weights (see `harness.data.mixture`), from the mixture it names (a paper stage's
+        own when the datamodule was not told)."""
+        return mixture(stage, self.cfg, self.world, mix=self.mixtures.get(stage))
 
     def stage_dataloader(self, stage: str, image_size: int | None = None, start_batch: int = 0) -> DataLoader:
-        """Endless batches of a stage ("pretrain", "high_res", "finetune") at `image_size` (default: the
+        """Endless batches of a stage ("pretrain", "high_res", "finetune" or an added one) at `image_size` (default: the
         datamodule's), from its `start_batch`-th batch on (a resumed run); the layout is `collate_train`'s."""
         dataset = _Mixed(self, stage, self.mixture(stage), image_size or self.image_size, start_batch)
         # One worker process reads, decodes and tokenizes the next batches while the model trains on this one. It

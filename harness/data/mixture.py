@@ -10,8 +10,9 @@ weight in finetuning, and `shards` (real LAION/CC3M-style shards) joins pretrain
 from __future__ import annotations
 
 import tarfile
+from typing import get_args
 
-from harness.config.schema import STAGES, DataConfig
+from harness.config.schema import DataConfig, Mixture
 from harness.errors import AblateError, one_of
 
 VIDEO_DATASETS = ("video_qa", "video_caption")
@@ -30,13 +31,22 @@ HAND_WEIGHTS = {
                  "video_qa": 0.6, "video_caption": 0.1},
 }
 OPTIONAL = {"noisy", SHARDS}  # only present when their flag asks for them
+MIXTURES = get_args(Mixture)
+assert set(MIXTURES) == set(HAND_WEIGHTS), "every mixture a stage can name has hand-set weights"
 
 
-def stage_datasets(stage: str, data_cfg: DataConfig) -> list[str]:
-    """The dataset names a stage trains on under the data flags."""
-    if stage not in STAGES:
-        raise AblateError(f"unknown training stage '{stage}'; expected one of {one_of(STAGES)}")
-    key = "finetune" if stage == "finetune" else "pretrain"  # the high-res phase continues pretraining's mix
+def default_mixture(stage: str) -> str:
+    """The mixture of one of the paper's stages (`train.<stage>.mixture`'s default): the high-resolution phase
+    continues pretraining's."""
+    return "finetune" if stage == "finetune" else "pretrain"
+
+
+def stage_datasets(stage: str, data_cfg: DataConfig, mix: str | None = None) -> list[str]:
+    """The dataset names a stage trains on under the data flags: those of its mixture `mix` (default: the paper
+    stage's, `default_mixture`)."""
+    key = mix or default_mixture(stage)
+    if key not in MIXTURES:
+        raise AblateError(f"stage '{stage}': unknown data mixture '{key}'; expected one of {one_of(MIXTURES)}")
     names = [n for n in HAND_WEIGHTS[key] if n not in OPTIONAL]
     if key == "pretrain" and data_cfg.noisy_pretraining:
         names.append("noisy")
@@ -61,13 +71,15 @@ def count_samples(shards: list[str]) -> int:
     return total
 
 
-def mixture(stage: str, data_cfg: DataConfig, world, shard_count: int | None = None) -> dict[str, float]:
-    """Normalised sampling weight per dataset name for a stage (sorted by name).
+def mixture(stage: str, data_cfg: DataConfig, world, shard_count: int | None = None,
+            mix: str | None = None) -> dict[str, float]:
+    """Normalised sampling weight per dataset name for a stage (sorted by name), drawn from its mixture `mix`
+    (default: the paper stage's).
 
     `shard_count` is the size of the real-shard dataset for "natural" sampling (counted when not given).
     """
-    names = stage_datasets(stage, data_cfg)
-    key = "finetune" if stage == "finetune" else "pretrain"
+    names = stage_datasets(stage, data_cfg, mix)
+    key = mix or default_mixture(stage)
     if data_cfg.sampling == "hand":
         weights = {n: HAND_WEIGHTS[key][n] for n in names}
     elif data_cfg.sampling == "natural":
