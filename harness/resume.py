@@ -74,7 +74,9 @@ def save_point(folder: Path, point: ResumePoint) -> None:
     torch.save(asdict(point), tmp)
     os.replace(tmp, folder / RESUME_FILE)
     summary = {"run_id": point.run_id, "stage": point.stage, "done": point.done}
-    (folder / SUMMARY_FILE).write_text(json.dumps(summary) + "\n")
+    tmp = folder / (SUMMARY_FILE + ".tmp")  # swapped in too: `grid status` may read it while a run writes it
+    tmp.write_text(json.dumps(summary) + "\n")
+    os.replace(tmp, folder / SUMMARY_FILE)
 
 
 def load_point(folder: Path, run_id: str) -> ResumePoint | None:
@@ -112,5 +114,5 @@ def resumable_by(folder: Path, run_id: str) -> bool:
 
 
 def discard(folder: Path) -> None:
-    for name in (RESUME_FILE, RESUME_FILE + ".tmp", SUMMARY_FILE):
+    for name in (RESUME_FILE, RESUME_FILE + ".tmp", SUMMARY_FILE, SUMMARY_FILE + ".tmp"):
         (folder / name).unlink(missing_ok=True)
