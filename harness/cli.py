@@ -106,7 +106,7 @@ def cmd_variants_diff(args) -> int:
     print(f"{args.name} vs {run.variant.baseline} at scale {args.scale} ({run.variant.axis}):")
     width = max((len(k) for k in changed), default=0)
     for key in changed:
-        print(f"  {key:<{width}}  {old[key]!r} -> {new[key]!r}")
+        print(f"  {key:<{width}}  {old.get(key, '(none)')!r} -> {new.get(key, '(none)')!r}")
     if not changed:
         print("  (no differences)")
     return 0

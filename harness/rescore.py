@@ -96,7 +96,7 @@ def restore(store: Store, config: RunConfig, folder: Path, benchmark_scale: int 
     if benchmark_scale is not None and benchmark_scale != config.world.benchmark_scale:
         world = larger_benchmark(store, config, benchmark_scale)
     data = WorldDataModule(evaluation_world(world, config), config.data, assets.tokenizer,
-                           image_size=stage_image_size(config, config.train.finetune),
+                           image_size=stage_image_size(config, config.train.last_stage()),
                            batch_size=config.train.batch_size, seed=config.seed)
     return model, assets, data
 

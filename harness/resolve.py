@@ -266,8 +266,12 @@ def check_stages(train) -> None:
         raise ConfigError(f"train.order names a stage twice: {train.order}")
     unlisted = [name for name in train.extra if name not in train.order]
     if unlisted:
-        raise ConfigError(f"train.{unlisted[0]}.* set a stage that train.order does not list; add it where it trains, "
-                          f"e.g. train.order=[{', '.join([*train.order, unlisted[0]])}]")
+        name = unlisted[0]
+        if typo := did_you_mean(name, STAGES):  # `train.finetun.steps` is a typo before it is a new stage
+            raise ConfigError(f"train.{name}.* names no stage{typo}; to add a stage '{name}', also list it in "
+                              "train.order")
+        raise ConfigError(f"train.{name}.* set a stage that train.order does not list; add it where it trains, "
+                          f"e.g. train.order=[{', '.join([*train.order, name])}]")
 
 
 def check_consistency(config: RunConfig) -> None:

@@ -172,7 +172,7 @@ def _train_and_evaluate(
     )
     store.log_text(client, run_id, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), "config.yaml")
 
-    eval_size = stage_image_size(cfg, cfg.train.finetune)
+    eval_size = stage_image_size(cfg, cfg.train.last_stage())
     data = WorldDataModule(assets.world, cfg.data, assets.tokenizer, image_size=eval_size,
                            batch_size=cfg.train.batch_size, seed=cfg.seed,
                            mixtures={name: stage.mixture for name, stage in cfg.train.stages(active_only=False)})

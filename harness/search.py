@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from harness.config.validate import LEAVES, check_layer
+from harness.config.validate import LEAVES, check_layer, leaf_type
 from harness.errors import ConfigError, did_you_mean, one_of
 
 PRUNERS = ("median", "halving", "none")
@@ -91,7 +91,7 @@ def parse_search(raw: Any, source: str) -> Search:
 
 
 def _dimension(key: str, spec: Any, where: str) -> Dimension:
-    if key not in LEAVES:
+    if leaf_type(key) is None:
         raise ConfigError(f"{where}: unknown config key '{key}'{did_you_mean(key, LEAVES)}")
     if key.startswith("eval.") or key in ("variant", "scale", "seed"):
         raise ConfigError(f"{where}: a sweep tunes training settings; '{key}' is not one")
@@ -113,8 +113,8 @@ def _dimension(key: str, spec: Any, where: str) -> Dimension:
         raise ConfigError(f"{where}: low and high must be numbers with low < high, got {low!r} and {high!r}")
     if not isinstance(log, bool) or (log and low <= 0):
         raise ConfigError(f"{where}: log must be true or false, and a log range needs low > 0")
-    if LEAVES[key] not in (int, float):
+    if leaf_type(key) not in (int, float):
         raise ConfigError(f"{where}: a range needs a numeric setting; give '{key}' a list of choices instead")
     check_layer({key: low}, where)
     check_layer({key: high}, where)
-    return Dimension(key, float(low), float(high), log, integer=LEAVES[key] is int)
+    return Dimension(key, float(low), float(high), log, integer=leaf_type(key) is int)

@@ -87,11 +87,15 @@ def config_differences(runs: pd.DataFrame, variant: str, baseline: str,
     """{config key: (baseline's value, variant's value)} for every resolved setting in which a variant's runs
     differ from the reported baseline's, read from the runs' MLflow params (seed and labels left out).
     `settings`: `run_settings(runs)`, when comparing many variants."""
+    from harness.resolve import NEUTRAL_WHEN_ADDED
+
     settings = run_settings(runs) if settings is None else settings
     old, new = settings.get(baseline, {}), settings.get(variant, {})
     skip = {"seed", "variant", "scale"}
+    # A run from before a setting existed trained as its neutral value says: not a difference.
+    neutral = {k: str(v) for k, v in NEUTRAL_WHEN_ADDED.items()}
     return {k: (old.get(k, "—"), new.get(k, "—")) for k in sorted(set(old) | set(new))
-            if k not in skip and old.get(k) != new.get(k)}
+            if k not in skip and old.get(k, neutral.get(k)) != new.get(k, neutral.get(k))}
 
 
 def summarise(runs: pd.DataFrame, metric: str, order: list[str]) -> pd.DataFrame:

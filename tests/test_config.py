@@ -1,5 +1,7 @@
 """Config resolution: layer order, validation errors that name file and key, hashing."""
 
+import re
+
 import pytest
 
 from harness.config.files import parse_overrides, read_yaml
@@ -314,10 +316,25 @@ def test_the_papers_stages_keep_their_run_keys_now_that_stages_are_data():
     ({"train.order": "pretrain,finetune,finetune"}, "train.order names a stage twice"),
     ({"train.polish.stepz": 5}, "unknown config key 'train.polish.stepz'"),
     ({"train.polish.mixture": "warmup", "train.order": "polish"}, "train.polish.mixture must be one of"),
+    ({"train.finetun.steps": 5}, r"train.finetun.\* names no stage \(did you mean 'finetune'\?\); to add a stage"),
+    ({"train.order": "pretrain,eval", "train.eval.steps": 3}, "'eval' cannot name a stage: use lower-case letters"),
+    ({"train.order": "pretrain,Polish"}, "'Polish' cannot name a stage"),
 ])
 def test_a_stage_list_that_does_not_add_up_says_what_to_write(cli, message):
     with pytest.raises(ConfigError, match=message):
         resolve("lynx", "tiny", cli=cli)
+
+
+def test_an_added_stage_can_be_swept_and_is_listed_by_variants_diff(capsys, monkeypatch):
+    from harness.search import _dimension
+
+    assert _dimension("train.polish.lr", {"low": 1e-4, "high": 1e-2, "log": True}, "search").key == "train.polish.lr"
+    assert _dimension("train.polish.steps", {"low": 1, "high": 9}, "search").integer
+    test_a_variant_that_adds_a_stage_differs_from_its_baseline_only_at_its_delta(monkeypatch)
+    from harness.cli import main
+
+    assert main(["variants", "diff", "w_polish", "--scale", "tiny"]) == 0
+    assert re.search(r"train\.polish\.steps +'\(none\)' -> 7\n", capsys.readouterr().out)
 
 
 def test_a_variant_that_adds_a_stage_differs_from_its_baseline_only_at_its_delta(monkeypatch):

@@ -144,6 +144,9 @@ def test_a_stage_draws_the_mixture_it_names_and_an_unknown_mixture_is_an_ablate_
     assert mixture("high_res", DataConfig(), world, mix="finetune") == mixture("finetune", DataConfig(), world)
     with pytest.raises(AblateError, match="stage 'polish': unknown data mixture 'warmup'; expected one of"):
         mixture("polish", DataConfig(), world, mix="warmup")
+    with pytest.raises(AblateError, match=r"stage 'polish' is not one of the paper's .* say which data mixture it "
+                                          r"draws \(train.polish.mixture"):
+        mixture("polish", DataConfig(), world)  # an added stage never falls back to pretraining's data silently
 
 
 # ---- training batches ------------------------------------------------------------------------------------------

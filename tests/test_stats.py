@@ -168,3 +168,16 @@ def test_the_report_lists_the_stages_a_variant_added_after_the_papers():
     runs = pd.DataFrame({"metrics.time/pretrain_s": [1.0, 1.0], "metrics.time/polish_s": [None, 2.0],
                          "metrics.time/eval_s": [3.0, 3.0], "metrics.time/warm_up_s": [None, None]})
     assert stage_names(runs) == ["pretrain", "high_res", "finetune", "polish"]  # a column with no value is absent
+
+
+def test_a_setting_a_baseline_run_predates_is_no_difference_at_its_neutral_value():
+    """Baseline runs reused from before `train.order` and the stages' `mixture` existed have no such params."""
+    from reports.runs import config_differences
+
+    old = {"train.batch_size": "16"}
+    new = {"train.batch_size": "16", "train.order": "['pretrain', 'high_res', 'finetune']",
+           "train.finetune.mixture": "finetune", "train.polish.steps": "7"}
+    assert config_differences(pd.DataFrame(), "v", "lynx", {"lynx": old, "v": new}) == {
+        "train.polish.steps": ("—", "7")}
+    assert config_differences(pd.DataFrame(), "v", "lynx", {"lynx": old, "v": {**new, "train.order": "['x']"}})[
+        "train.order"] == ("—", "['x']")

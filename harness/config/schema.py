@@ -193,6 +193,11 @@ class TrainConfig:
         """The settings of stage `name` (one of the paper's or an added one)."""
         return getattr(self, name) if name in STAGES else self.extra[name]
 
+    def last_stage(self) -> StageConfig:
+        """The last stage that trains: the model the benchmark sees finished there (its resolution, its freezing)."""
+        active = self.stages()
+        return active[-1][1] if active else self.finetune
+
     def stages(self, active_only: bool = True) -> list[tuple[str, StageConfig]]:
         """(name, settings) of each stage of `order`; by default only those with steps."""
         return [(name, self.stage(name)) for name in self.order if not active_only or self.stage(name).steps > 0]

@@ -51,15 +51,31 @@ MAPPING_LEAVES = frozenset(k for k, hint in LEAVES.items() if get_origin(hint) i
 STAGE_FIELDS = schema_fields(StageConfig)
 TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
 STAGE_NAME = re.compile(r"[a-z][a-z0-9_]*")
+# Names an added stage may not take: the train section's own keys, the config's sections, and "eval" (the
+# evaluation's time and feature logs are keyed like a stage's).
+RESERVED_STAGE_NAMES = TRAIN_FIELDS | {f.name for f in dataclasses.fields(RunConfig)} | {"eval"}
+
+
+def check_stage_name(name: str, source: str) -> None:
+    """An added stage's name must be a lower-case identifier that is not reserved."""
+    if not STAGE_NAME.fullmatch(name) or name in RESERVED_STAGE_NAMES:
+        raise ConfigError(f"{source}: '{name}' cannot name a stage: use lower-case letters, digits and _, and none "
+                          f"of {', '.join(sorted(RESERVED_STAGE_NAMES))}")
 
 
 def added_stage(key: str) -> str | None:
     """The stage name of `train.<name>.<stage field>` when `name` is not one of the paper's stages (an added one)."""
     parts = key.split(".")
-    if (len(parts) == 3 and parts[0] == "train" and parts[2] in STAGE_FIELDS and parts[1] not in TRAIN_FIELDS
-            and STAGE_NAME.fullmatch(parts[1])):
+    if len(parts) == 3 and parts[0] == "train" and parts[2] in STAGE_FIELDS and parts[1] not in TRAIN_FIELDS:
         return parts[1]
     return None
+
+
+def leaf_type(key: str) -> Any | None:
+    """The schema type of a dotted key, an added stage's included; None for an unknown key."""
+    if key in LEAVES:
+        return LEAVES[key]
+    return STAGE_FIELDS[key.rsplit(".", 1)[1]] if added_stage(key) else None
 # The components whose `train.<stage>.train_<part>` flag each stage had before its `trainable` list replaced them
 # (the others always trained). `upgrade_saved` and `as_former_flags` translate between the two ways of saying it.
 FORMER_FLAGS = ("llm", "vision")
@@ -147,12 +163,16 @@ def check_layer(layer: dict[str, Any], source: str) -> dict[str, Any]:
     for key, value in _expand_shorthands(layer).items():
         if key in REPLACED:
             raise ConfigError(f"{source}: {REPLACED[key]}")
-        if key in LEAVES:
-            checked[key] = coerce(key, value, LEAVES[key], source)
-        elif added_stage(key):
-            checked[key] = coerce(key, value, STAGE_FIELDS[key.rsplit(".", 1)[1]], source)
-        else:
+        if (stage := added_stage(key)) and stage not in STAGES:
+            check_stage_name(stage, source)
+        hint = leaf_type(key)
+        if hint is None:
             raise ConfigError(f"{source}: unknown config key '{key}'{did_you_mean(key, LEAVES)}")
+        checked[key] = coerce(key, value, hint, source)
+        if key == "train.order":
+            for name in checked[key]:
+                if name not in STAGES:
+                    check_stage_name(name, source)
     return checked
 
 

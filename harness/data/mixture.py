@@ -12,7 +12,7 @@ from __future__ import annotations
 import tarfile
 from typing import get_args
 
-from harness.config.schema import DataConfig, Mixture
+from harness.config.schema import STAGES, DataConfig, Mixture
 from harness.errors import AblateError, one_of
 
 VIDEO_DATASETS = ("video_qa", "video_caption")
@@ -37,7 +37,10 @@ assert set(MIXTURES) == set(HAND_WEIGHTS), "every mixture a stage can name has h
 
 def default_mixture(stage: str) -> str:
     """The mixture of one of the paper's stages (`train.<stage>.mixture`'s default): the high-resolution phase
-    continues pretraining's."""
+    continues pretraining's. An added stage has none by default: its config names it."""
+    if stage not in STAGES:
+        raise AblateError(f"stage '{stage}' is not one of the paper's ({one_of(STAGES)}): say which data mixture it "
+                          f"draws (train.{stage}.mixture, one of {one_of(MIXTURES)})")
     return "finetune" if stage == "finetune" else "pretrain"
 
 
