@@ -180,9 +180,7 @@ def upgrade_saved(flat: dict[str, Any]) -> dict[str, Any]:
     """A complete config saved before a setting was replaced (a checkpoint's config.yaml), in today's keys: each
     stage's `train_llm` / `train_vision` flags become its `trainable` list. Only for saved configs, which hold every
     setting; a layer a person writes is told what to write instead (`REPLACED`)."""
-    prefix = EXTRA_STAGES + "."  # an added stage is saved inside `train.extra`; a layer writes `train.<name>.*`
-    out = {(f"train.{k[len(prefix):]}" if k.startswith(prefix) else k): v for k, v in flat.items()
-           if k != EXTRA_STAGES}
+    out = _added_stages_as_written(flat)  # an added stage is saved inside `train.extra`
     for stage in STAGES:
         flags = {part: out.pop(f"train.{stage}.train_{part}", None) for part in FORMER_FLAGS}
         if any(v is not None for v in flags.values()) and f"train.{stage}.trainable" not in out:
@@ -232,7 +230,12 @@ def build(values: dict[str, Any]) -> RunConfig:
 
 def to_flat_dict(config: RunConfig) -> dict[str, Any]:
     """The resolved config as dotted keys, in schema order; an added stage's settings as `train.<name>.<field>`."""
-    flat = flatten(dataclasses.asdict(config))
+    return _added_stages_as_written(flatten(dataclasses.asdict(config)))
+
+
+def _added_stages_as_written(flat: dict[str, Any]) -> dict[str, Any]:
+    """`train.extra.<name>.<field>` (where the dataclasses hold an added stage) as `train.<name>.<field>` (how a
+    layer writes it), and no `train.extra` key itself."""
     prefix = EXTRA_STAGES + "."
     return {(f"train.{k[len(prefix):]}" if k.startswith(prefix) else k): v for k, v in flat.items()
             if k != EXTRA_STAGES}

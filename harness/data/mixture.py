@@ -81,8 +81,8 @@ def mixture(stage: str, data_cfg: DataConfig, world, shard_count: int | None = N
 
     `shard_count` is the size of the real-shard dataset for "natural" sampling (counted when not given).
     """
-    names = stage_datasets(stage, data_cfg, mix)
     key = mix or default_mixture(stage)
+    names = stage_datasets(stage, data_cfg, key)
     if data_cfg.sampling == "hand":
         weights = {n: HAND_WEIGHTS[key][n] for n in names}
     elif data_cfg.sampling == "natural":

@@ -21,6 +21,7 @@ import shutil
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -133,21 +134,28 @@ def build_world(cfg: WorldConfig, cache_root: Path) -> World:
     digest = world_hash(cfg)
     final = Path(cache_root) / "world" / digest
     if not (final / "manifest.json").is_file():
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".tmp-{digest}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            _write_world(cfg, digest, tmp)
-            if final.exists() and not (final / "manifest.json").is_file():
-                shutil.rmtree(final)  # an earlier, interrupted build: without a manifest nothing is trusted
-            try:
-                os.rename(tmp, final)
-            except OSError:  # a concurrent process finished the same world first
-                if not (final / "manifest.json").is_file():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        _build_in_place(final, lambda folder: _write_world(cfg, digest, folder))
     return World(path=final, manifest=json.loads((final / "manifest.json").read_text()))
+
+
+def _build_in_place(final: Path, write: Callable[[Path], None]) -> None:
+    """`write(folder)` into a fresh temp folder beside `final`, then rename it into place. Readers trust a folder
+    only once its `manifest.json` exists (written last): one without it is an interrupted build and is replaced;
+    one that a concurrent process completed meanwhile is kept."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        write(tmp)
+        if final.exists() and not (final / "manifest.json").is_file():
+            shutil.rmtree(final)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # a concurrent process finished the same folder first
+            if not (final / "manifest.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def with_splits(world: World, splits) -> World:
@@ -168,7 +176,7 @@ def with_splits(world: World, splits) -> World:
                               f"that name; give the split another name (the world has {', '.join(world.datasets)})")
         rel = f"splits/{split.name}-v{split.items_version}"
         if not (world.path / rel / "manifest.json").is_file():
-            _write_split(world, split, world.path / rel)
+            _build_in_place(world.path / rel, lambda folder, split=split: _write_split(world, split, folder))
         entry = json.loads((world.path / rel / "manifest.json").read_text())
         datasets[split.name] = {**entry, "shards": [f"{rel}/{shard}" for shard in entry["shards"]]}
     return World(world.path, {**world.manifest, "datasets": datasets})
@@ -182,44 +190,29 @@ def _write_split(world: World, split, folder: Path) -> None:
     gen = world.manifest["generator"]
     config = WorldConfig(**{f.name: gen[f.name] for f in fields(WorldConfig)})
     where = f"split '{split.name}' (items_version {split.items_version})"
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".tmp-{folder.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        writer = ShardWriter(tmp, split.name, gen["samples_per_shard"])
-        keys, tasks, categories = set(), Counter(), Counter()
-        for i, (visual, meta) in enumerate(split.items(config)):
-            missing = [f for f in SPLIT_ITEM_FIELDS if not isinstance(meta.get(f), str)]
-            if missing:
-                raise AblateError(f"{where}: item {i} has no {', '.join(missing)}; build each item's json with "
-                                  "harness.data.benchmark.item_json")
-            if meta["key"] in keys:
-                raise AblateError(f"{where}: item key '{meta['key']}' is used twice; every item needs its own key")
-            keys.add(meta["key"])
-            video = meta["task"] in ("video_qa", "video_caption")
-            frames = render_video(visual, gen["render_size"]) if video else [render_scene(visual,
-                                                                                       gen["render_size"])]
-            _, sample = _sample(split.name, i, {**meta, "dataset": split.name}, [_png(f) for f in frames])
-            sample.pop("__meta__")
-            writer.write(sample)
-            tasks[meta["task"]] += 1
-            categories[meta["category"]] += 1
-        writer.close()
-        if not keys:
-            raise AblateError(f"{where} made no items")
-        manifest = {"count": writer.count, "shards": writer.names, "tasks": dict(sorted(tasks.items())),
-                    "categories": dict(sorted(categories.items())), "role": "eval",
-                    "items_version": split.items_version}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        if folder.exists() and not (folder / "manifest.json").is_file():
-            shutil.rmtree(folder, ignore_errors=True)  # an interrupted write: without a manifest nothing is trusted
-        try:
-            os.rename(tmp, folder)
-        except OSError:  # another process wrote the same split first
-            if not (folder / "manifest.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    writer = ShardWriter(folder, split.name, gen["samples_per_shard"])
+    keys, tasks, categories = set(), Counter(), Counter()
+    for i, (visual, meta) in enumerate(split.items(config)):
+        missing = [f for f in SPLIT_ITEM_FIELDS if not isinstance(meta.get(f), str)]
+        if missing:
+            raise AblateError(f"{where}: item {i} has no {', '.join(missing)}; build each item's json with "
+                              "harness.data.benchmark.item_json")
+        if meta["key"] in keys:
+            raise AblateError(f"{where}: item key '{meta['key']}' is used twice; every item needs its own key")
+        keys.add(meta["key"])
+        video = meta["task"] in ("video_qa", "video_caption")
+        frames = render_video(visual, gen["render_size"]) if video else [render_scene(visual, gen["render_size"])]
+        _, sample = _sample(split.name, i, {**meta, "dataset": split.name}, [_png(f) for f in frames])
+        sample.pop("__meta__")
+        writer.write(sample)
+        tasks[meta["task"]] += 1
+        categories[meta["category"]] += 1
+    writer.close()
+    if not keys:
+        raise AblateError(f"{where} made no items")
+    manifest = {"count": writer.count, "shards": writer.names, "tasks": dict(sorted(tasks.items())),
+                "categories": dict(sorted(categories.items())), "role": "eval", "items_version": split.items_version}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
 
 
 # ---- sample makers: (cfg, i) -> [(dataset, sample)], sample = {"__key__", ext: bytes, "__meta__": json dict} -----

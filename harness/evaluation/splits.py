@@ -143,4 +143,3 @@ def parse_splits(splits: str | Iterable[str]) -> list[str]:
     for name in names:
         get_split(name)
     return names
-
