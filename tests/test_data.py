@@ -99,19 +99,6 @@ def test_dialogue_labels_every_assistant_turn(tokenizer):
     assert "where is this?" in prompt and "red" not in prompt
 
 
-def test_a_dialogue_keeps_whole_turns_only(tokenizer):
-    turns = [("What colour is the star?", "red"), ("Where is this?", "beach"), ("How many objects are there?", "3")]
-    whole = encode_dialogue(tokenizer, turns, 1000)
-    two = len(encode_dialogue(tokenizer, turns[:2], 1000)["input_ids"])
-    for max_len in (two, len(whole["input_ids"]) - 1):  # room for two turns and part of the third
-        ex = encode_dialogue(tokenizer, turns, max_len)
-        assert len(ex["input_ids"]) == two and len(ex["labels"]) == two  # the third left out, not cut short
-        assert ex["labels"].count(tokenizer.eos_token_id) == 2
-    assert encode_dialogue(tokenizer, turns, 1000) == whole
-    first = encode_dialogue(tokenizer, turns, 5)  # a first turn longer than the limit is still cut
-    assert len(first["input_ids"]) == 5
-
-
 # ---- mixtures --------------------------------------------------------------------------------------------------
 
 

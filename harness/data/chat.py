@@ -39,17 +39,14 @@ def encode_example(tokenizer, question: str, answer: str, max_len: int) -> dict[
 
 
 def encode_dialogue(tokenizer, turns: list[tuple[str, str]], max_len: int) -> dict[str, list[int]]:
-    """A multi-turn chat `<s> USER: q1 ASSISTANT: a1</s> USER: q2 ASSISTANT: a2</s>` of at most `max_len` tokens.
+    """A multi-turn chat `<s> USER: q1 ASSISTANT: a1</s> USER: q2 ASSISTANT: a2</s>`, cut to `max_len`.
 
-    Every assistant answer and its eos are supervised (labels); bos and every user turn are `IGNORE_INDEX`. Turns
-    that do not fit whole are left out (no answer is cut short); only a first turn longer than `max_len` is cut.
+    Every assistant answer and its eos are supervised (labels); bos and every user turn are `IGNORE_INDEX`.
     """
     input_ids, labels = [tokenizer.bos_token_id], [IGNORE_INDEX]
-    for t, (question, answer) in enumerate(turns):
+    for question, answer in turns:
         prompt = tokenizer.encode(prompt_text(question), add_special_tokens=False)
         answer_ids = [*tokenizer.encode(answer_text(answer), add_special_tokens=False), tokenizer.eos_token_id]
-        if t > 0 and len(input_ids) + len(prompt) + len(answer_ids) > max_len:
-            break
         input_ids += prompt + answer_ids
         labels += [IGNORE_INDEX] * len(prompt) + answer_ids
     return {"input_ids": input_ids[:max_len], "labels": labels[:max_len]}

@@ -47,10 +47,9 @@ from harness.errors import AblateError, did_you_mean
 from harness.progress import ProgressLine
 
 # Bump whenever rendering, the sample layout or any generator changes: it is part of the cache hash.
-GENERATOR_VERSION = 7  # 4: 1 px glyphs, signs of 1-2 of 16 characters, bold local action cues, scene QA,
+GENERATOR_VERSION = 6  # 4: 1 px glyphs, signs of 1-2 of 16 characters, bold local action cues, scene QA,
 #                          follow-up questions in vqa samples; 5: sign texts spelled one character per token;
-#                          6: the tokenizer's vocabulary is the same in every process (whole words, characters);
-#                          7: 3-5 follow-up questions in a vqa sample instead of 1-3 (docs/findings.md, section 2)
+#                          6: the tokenizer's vocabulary is the same in every process (whole words, characters)
 
 PRETRAIN_DATASETS = ("captions", "noisy", "text")
 FINETUNE_DATASETS = ("vqa", "caption", "place", "dialogue", "text_instructions", "video_qa", "video_caption")
@@ -239,17 +238,14 @@ def _sample(dataset: str, i: int, meta: dict, images: list[bytes] | None = None,
     return dataset, sample
 
 
-# Follow-up questions about the same image in a `vqa` sample (min, max). 3-5 make a sample about 74 tokens long
-# (1-3: 49), which a finetuning batch pays for anyway: it pads every row to its longest (text instructions and
-# dialogues, about 93). World v6 had 1-3; v7 has 3-5, half as many supervised answers again per image.
-VQA_MORE = (3, 5)
+VQA_MORE = (1, 3)  # follow-up questions about the same image in a `vqa` sample (min, max)
 
 
 def make_image(cfg: WorldConfig, i: int) -> list[tuple]:
     """Image i of the training stream: a `captions` pair and a `vqa` sample, plus every second image a `caption`
     or `place` sample and every third a `dialogue`.
 
-    A `vqa` sample asks one question of its category (categories evenly over images) and 3-5 follow-up questions
+    A `vqa` sample asks one question of its category (categories evenly over images) and 1-3 follow-up questions
     of other categories about the same image (`more`), trained as turns of one conversation as LLaVA-style
     instruction data is: several supervised answers per image for little more compute than one.
     """
