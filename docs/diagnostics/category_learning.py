@@ -8,7 +8,9 @@ on, phase after phase (`WHAT:STEPS[:SHARE]`, comma-separated):
   the same image, as one conversation);
 - `Color:300` (any category): questions of that category only, one per image;
 - `Color:300:0.25`: that share of the images asks the category, the rest are the mixed recipe.
-The items are freshly drawn, so nothing repeats; the optimizer is AdamW at the last stage's learning rate, constant.
+The items are freshly drawn, so nothing repeats, and their questions are bare (no prompt templates, no format
+instruction), in training and in the held-out items; the optimizer is AdamW at the last stage's learning rate,
+constant.
 Exact match is teacher-forced: every answer token and the end-of-answer token are the model's first choice, which
 is what greedy decoding would produce.
 
