@@ -87,8 +87,10 @@ def main() -> None:
     args = parser.parse_args()
     phases = []
     for phase in args.schedule.split(","):
-        what, steps, *share = phase.split(":")
-        if what != "mixed" and what not in IMAGE_CATEGORIES or not steps.isdigit() or len(share) > 1:
+        parts = phase.split(":")
+        what, steps, share = parts[0], parts[1] if len(parts) > 1 else "", parts[2:]
+        share_ok = not share or share[0].replace(".", "", 1).isdigit() and 0 <= float(share[0]) <= 1
+        if what != "mixed" and what not in IMAGE_CATEGORIES or not steps.isdigit() or len(share) > 1 or not share_ok:
             parser.error(f"--schedule phase {phase!r}: expected WHAT:STEPS[:SHARE], WHAT 'mixed' or one of "
                          f"{', '.join(IMAGE_CATEGORIES)}, e.g. Color:300:0.5")
         phases.append((what, int(steps), float(share[0]) if share else 1.0))
