@@ -32,22 +32,23 @@ import reports
 from harness.data.chat import encode_dialogue
 from harness.data.datamodule import image_to_tensor
 from harness.data.render import render_scene
-from harness.data.scenes import IMAGE_CATEGORIES, image_item, scene_questions
+from harness.data.scenes import IMAGE_CATEGORIES, image_item
+from harness.data.world import VQA_MORE, follow_ups
 from harness.model import apply_freeze_policy
 from harness.model.mllm import model_inputs
 from harness.rescore import load_saved, restore
 from harness.tracking import Store
 
-FOLLOW_UPS = (1, 3)  # as the world's `vqa` samples (harness/data/world.py: VQA_MORE)
+ALONE = (0, 0)  # no follow-up questions
 
 
-def sample(rng: random.Random, category: str, follow_ups: tuple[int, int], tok, size: int) -> dict:
-    """One training example: a question of `category` about a fresh scene, plus follow-ups of other categories."""
+def sample(rng: random.Random, category: str, bounds: tuple[int, int], tok, size: int, max_len: int) -> dict:
+    """One training example: a question of `category` about a fresh scene, then `bounds` follow-ups of other
+    categories (`VQA_MORE`: as the world's `vqa` samples have)."""
     scene, q, a = image_item(rng, category)
-    more = [(q2, a2) for c2, q2, a2 in scene_questions(rng, scene, rng.randint(*follow_ups) + 1)
-            if c2 != category and q2 != q][:follow_ups[1]]
+    more = follow_ups(rng, scene, category, q, bounds)
     frame = image_to_tensor(Image.fromarray(render_scene(scene, size)), size)
-    return {"frames": [frame], "image_size": size, **encode_dialogue(tok, [(q, a), *more], 96)}
+    return {"frames": [frame], "image_size": size, **encode_dialogue(tok, [(q, a), *more], max_len)}
 
 
 @torch.no_grad()
@@ -115,7 +116,8 @@ def main() -> None:
     opt = torch.optim.AdamW(params, lr=last.lr, weight_decay=config.train.weight_decay)
 
     held_out = random.Random(10_000 + config.seed)
-    items = {c: [sample(held_out, c, (0, 0), tok, size) for _ in range(args.items)] for c in IMAGE_CATEGORIES}
+    max_len = config.data.max_text_len
+    items = {c: [sample(held_out, c, ALONE, tok, size, max_len) for _ in range(args.items)] for c in IMAGE_CATEGORIES}
     print(f"{args.variant} seed {config.seed} at {size} px: training {sum(p.numel() for p in params)} parameters "
           f"({', '.join(last.trainable)}) at lr {last.lr}, schedule {args.schedule}", flush=True)
 
@@ -131,9 +133,9 @@ def main() -> None:
         batch = []
         for _ in range(args.batch_size):
             if what != "mixed" and rng.random() < share:
-                batch.append(sample(rng, what, (0, 0), tok, size))
+                batch.append(sample(rng, what, ALONE, tok, size, max_len))
             else:
-                batch.append(sample(rng, rng.choice(IMAGE_CATEGORIES), FOLLOW_UPS, tok, size))
+                batch.append(sample(rng, rng.choice(IMAGE_CATEGORIES), VQA_MORE, tok, size, max_len))
         collated = data.collate_train(batch)
         loss = model(**model_inputs(collated), labels=collated["labels"]).loss
         opt.zero_grad(set_to_none=True)

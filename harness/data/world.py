@@ -241,6 +241,14 @@ def _sample(dataset: str, i: int, meta: dict, images: list[bytes] | None = None,
 VQA_MORE = (1, 3)  # follow-up questions about the same image in a `vqa` sample (min, max)
 
 
+def follow_ups(rng: random.Random, scene: dict, category: str, question: str,
+               bounds: tuple[int, int] = VQA_MORE) -> list[list[str]]:
+    """`bounds` (min, max) follow-up [question, answer] pairs about `scene`, of categories other than the first
+    question's and never that question again (as many as the scene allows)."""
+    return [[q2, a2] for c2, q2, a2 in scene_questions(rng, scene, rng.randint(*bounds) + 1)
+            if c2 != category and q2 != question][:bounds[1]]
+
+
 def make_image(cfg: WorldConfig, i: int) -> list[tuple]:
     """Image i of the training stream: a `captions` pair and a `vqa` sample, plus every second image a `caption`
     or `place` sample and every third a `dialogue`.
@@ -254,8 +262,7 @@ def make_image(cfg: WorldConfig, i: int) -> list[tuple]:
     scene, q, a = image_item(rng, category)
     png = [_png(render_scene(scene, cfg.render_size))]
     short, detailed = short_caption(scene), detailed_caption(scene)
-    more = [[q2, a2] for c2, q2, a2 in scene_questions(rng, scene, rng.randint(*VQA_MORE) + 1)
-            if c2 != category and q2 != q][:VQA_MORE[1]]
+    more = follow_ups(rng, scene, category, q)
     out = [
         _sample("captions", i, {"task": "caption_short", "answer": short, "detailed": detailed, "scene": scene},
                 png, short),
