@@ -42,6 +42,7 @@ from reports.runs import (
 )
 from reports.stats import (
     Delta,
+    against_paper_size,
     expected_direction,
     item_table,
     paired_bootstraps,
@@ -197,6 +198,7 @@ def verdict_rows(runs: pd.DataFrame, order: list[str], baseline: str, comparison
             "verdict": outcome,
             "Δ Open-VQA image [95% CI]": head.text(),
             "paper Δ image": "—" if math.isnan(paper_delta) else f"{paper_delta:+.1f}",
+            "paper's Δ image vs the CI": against_paper_size(head, paper_delta),
         })
     return rows
 
@@ -286,7 +288,12 @@ def _grid_report(experiment: Experiment, store: Store, runs: pd.DataFrame, paren
                       "variant file before any run). Δ is the variant minus the baseline, paired by benchmark item "
                       "and seed; the 95% interval resamples seeds and items (paired bootstrap). *reproduced*: the "
                       "interval excludes zero on the paper's side; *opposite*: on the other side; *inconclusive*: "
-                      "it contains zero.")
+                      "it contains zero. The last column sets the paper's own image difference against the "
+                      "interval of Δ Open-VQA image: *inside* (an effect of the paper's size is not ruled out), "
+                      "*smaller* (the interval rules it out: in the paper's direction the miniature's effect is "
+                      "smaller) or *larger*. Its points are those of the paper's benchmark, so this compares sizes "
+                      "coarsely; it is what tells an effect that is absent or small here from one the study cannot "
+                      "resolve.")
         doc.paragraph("Summary: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
         doc.table(tables.add("verdicts", pd.DataFrame(verdicts)))
         _larger_benchmark_verdicts(doc, tables, store, runs, order, baseline)

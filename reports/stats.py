@@ -191,6 +191,19 @@ def expected_direction(paper: dict[str, float], baseline_paper: dict[str, float]
     return ("lower" if worse else "higher") if better_is_higher else ("higher" if worse else "lower")
 
 
+def against_paper_size(delta: Delta, paper_delta: float) -> str:
+    """Where the paper's own difference lies against the measured interval: "inside" (the data allow an effect of
+    the paper's size), "smaller" (the interval excludes it: the measured effect, taken in the paper's direction, is
+    smaller than the paper's) or "larger". Points on the miniature's benchmark against points on the paper's, so a
+    coarse comparison of size; "—" without a paper figure or an interval."""
+    if math.isnan(paper_delta) or math.isnan(delta.low) or paper_delta == 0:
+        return "—"
+    if delta.low <= paper_delta <= delta.high:
+        return "inside"
+    beyond = paper_delta < delta.low if paper_delta < 0 else paper_delta > delta.high
+    return "smaller" if beyond else "larger"
+
+
 def verdict(variant: str, metric: str, expected: str, delta: Delta) -> Verdict:
     """Reproduced when the interval excludes zero on the paper's side, opposite on the other, else inconclusive."""
     if not delta.excludes_zero:

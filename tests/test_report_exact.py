@@ -146,6 +146,9 @@ def test_several_seeds_give_exact_means_spreads_and_intervals(mlflow_server, tmp
     assert table["w_cross_attn"]["Δ vs lynx [95% CI]"] == f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]"
     assert verdicts["w_cross_attn"]["Δ mechanism [95% CI]"] == f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]"
     assert verdicts["w_cross_attn"]["verdict"] == "reproduced"
+    paper = 31.79 - 76.16  # the paper's own image difference, in its variant file
+    size = "inside" if low <= paper <= high else "smaller" if paper < low else "larger"
+    assert verdicts["w_cross_attn"]["paper's Δ image vs the CI"] == size
 
 
 def test_an_unreachable_tracking_server_is_one_line(tmp_path, capsys):

@@ -9,6 +9,7 @@ import pytest
 from harness.evaluation.scoring import item_metric
 from reports.stats import (
     Delta,
+    against_paper_size,
     expected_direction,
     item_table,
     paired_bootstrap,
@@ -131,6 +132,19 @@ def test_verdicts_follow_the_paper_direction_and_the_interval():
     assert verdict("v", "m", "lower", below).outcome == "reproduced"
     assert verdict("v", "m", "lower", above).outcome == "opposite"
     assert verdict("v", "m", "lower", unclear).outcome == "inconclusive"
+
+
+def test_the_papers_size_is_placed_against_the_interval():
+    """In the paper's direction, an interval that stops short of the paper's difference rules out an effect that
+    large ("smaller"); one beyond it, "larger"; one holding it, "inside"; an effect of the other sign is smaller."""
+    assert against_paper_size(Delta("m", 0.9, -0.4, 2.3, 3, 3020), -44.4) == "smaller"
+    assert against_paper_size(Delta("m", 6.1, 1.3, 10.7, 3, 302), -14.9) == "smaller"
+    assert against_paper_size(Delta("m", -7.4, -13.1, -1.8, 3, 302), -5.3) == "inside"
+    assert against_paper_size(Delta("m", -20.0, -25.0, -15.0, 3, 302), -5.3) == "larger"
+    assert against_paper_size(Delta("m", 9.0, 8.0, 10.0, 3, 302), 3.0) == "larger"
+    assert against_paper_size(Delta("m", 1.0, 0.5, 1.5, 3, 302), 3.0) == "smaller"
+    assert against_paper_size(Delta("m", 1.0, 0.5, 1.5, 3, 302), float("nan")) == "—"
+    assert against_paper_size(Delta("m", float("nan"), float("nan"), float("nan"), 0, 0), -5.3) == "—"
 
 
 def test_unknown_metric_names_are_refused():
