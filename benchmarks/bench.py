@@ -10,6 +10,10 @@ This machine is shared and noisy, so every figure is a ratio or a median of inte
 - data_wait_share: the share of a harness step spent waiting for the next batch;
 - flops: model FLOPs per step (torch's FlopCounterMode) over the step time, against a matrix-product peak
   measured here for bf16 and fp32; and the step in bf16 autocast against fp32;
+- precision by scale (--precision-scales): the same plain cached step in fp32 and in bf16 autocast at each listed
+  scale, with its share of the matching matrix peak, to settle each preset's precision on this machine. `base`
+  runs at batch 2 on a world of a few dozen samples (its own would not fit this machine); `paper` does not fit
+  in this machine's memory in fp32 and is measured by benchmarks/gpu_check.py on a GPU;
 - with --grid: eval_share (evaluation seconds over run seconds) and table3_small_s (the grid's wall time, world
   and zoo built beforehand and not counted).
 Speed does not depend on weights, so the step figures use random-init backbones and need no zoo.
@@ -59,10 +63,16 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 6) -> float:
     return 2 * n**3 / best
 
 
+def as_fp32(batch: dict) -> dict:
+    """A batch with its floating tensors in fp32: a bf16 preset caches its features in bf16, and the fp32 step (or
+    the FLOP count, without autocast) must not feed them to fp32 weights."""
+    return {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in batch.items()}
+
+
 class Bench:
     """The lynx model of a scale with random-init backbones, its finetune stream, and a warmed feature cache."""
 
-    def __init__(self, scale: str, out: Path) -> None:
+    def __init__(self, scale: str, out: Path, cli: dict | None = None) -> None:
         from harness.data import WorldDataModule
         from harness.features import stage_features
         from harness.model import apply_freeze_policy
@@ -73,7 +83,8 @@ class Bench:
 
         self.store = Store(out)
         self.client = self.store.client() if self.store.exists() else self.store.create()
-        self.cfg = resolve("lynx", scale, cli={"model.llm.source": "random", "model.vision.weights": "random"}).config
+        cli = {"model.llm.source": "random", "model.vision.weights": "random", **(cli or {})}
+        self.cfg = resolve("lynx", scale, cli=cli).config
         assets, self.model_cfg, self.model = build_for(self.cfg, self.store)
         self.stage = self.cfg.train.finetune
         self.size = stage_image_size(self.cfg, self.stage)
@@ -86,9 +97,12 @@ class Bench:
                        list(self.cached.mixture("finetune")), self.size, self.cfg.train.precision, True, False, False)
 
     def plain(self, data, steps: int, precision: str) -> list[float]:
-        """Seconds per step of a plain AdamW loop (data fetch included)."""
+        """Seconds per step of a plain AdamW loop (data fetch included), frozen weights held in `precision`'s dtype as
+        the harness holds them; the preset's dtypes are restored after."""
         from harness.model.mllm import model_inputs
-        from harness.placement import autocast_for
+        from harness.placement import autocast_for, hold_frozen_in_training_dtype
+
+        hold_frozen_in_training_dtype(self.model, precision)
 
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=1e-4)
@@ -96,12 +110,15 @@ class Bench:
         for _ in range(steps):
             started = time.perf_counter()
             batch = next(batches)
+            if precision == "32-true":
+                batch = as_fp32(batch)
             with autocast_for(self.model, precision):
                 loss = self.model(**model_inputs(batch), labels=batch["labels"]).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             times.append(time.perf_counter() - started)
+        hold_frozen_in_training_dtype(self.model, self.cfg.train.precision)
         return times
 
     def harness(self, steps: int) -> tuple[list[float], list[float]]:
@@ -144,12 +161,42 @@ class Bench:
         from torch.utils.flop_counter import FlopCounterMode
 
         from harness.model.mllm import model_inputs
+        from harness.placement import hold_frozen_in_training_dtype
 
         batch = next(iter(self.cached.stage_dataloader("finetune", self.size)))
+        hold_frozen_in_training_dtype(self.model, "32-true")  # counted without autocast
         with FlopCounterMode(display=False) as counter:
-            self.model(**model_inputs(batch), labels=batch["labels"]).loss.backward()
+            self.model(**model_inputs(as_fp32(batch)), labels=batch["labels"]).loss.backward()
         self.model.zero_grad(set_to_none=True)
+        hold_frozen_in_training_dtype(self.model, self.cfg.train.precision)
         return float(counter.get_total_flops())
+
+
+# What a scale's precision check changes so it fits a 2-core CPU: base's world at its own size would take days to
+# render and its batch of 64 minutes a step; the model itself is unchanged, so the fp32/bf16 ratio is base's.
+PRECISION_CHECK = {"base": {"world.num_images": 48, "world.num_noisy": 48, "world.num_videos": 8, "world.num_text": 48,
+                            "world.samples_per_shard": 48, "train.batch_size": 2}}
+
+
+def precision_by_scale(scales: list[str], out: Path, steps: int, rounds: int,
+                       peaks: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Per scale: the plain cached step in fp32 and in bf16 autocast (medians of interleaved rounds), their ratio, and
+    each step's share of the matching matrix peak."""
+    figures = {}
+    for scale in scales:
+        bench = Bench(scale, out / f"precision-{scale}", PRECISION_CHECK.get(scale))
+        n = steps if scale != "base" else 4
+        fp32, bf16 = [], []
+        for _ in range(rounds):
+            fp32 += bench.plain(bench.cached, n + 1, "32-true")[1:]
+            bf16 += bench.plain(bench.cached, n + 1, "bf16-mixed")[1:]
+        flops = bench.flops_per_step()
+        f, b = statistics.median(fp32), statistics.median(bf16)
+        figures[scale] = {"batch_size": bench.cfg.train.batch_size, "preset": bench.cfg.train.precision,
+                          "fp32_step_s": f, "bf16_step_s": b, "bf16_over_fp32": b / f, "flops_per_step": flops,
+                          "fp32_peak_share": flops / f / peaks["fp32"], "bf16_peak_share": flops / b / peaks["bf16"]}
+        del bench
+    return figures
 
 
 def time_grid(experiment: str, scale: str, out: Path, seeds: str | None = "0") -> dict[str, float]:
@@ -188,7 +235,13 @@ def main() -> None:
     parser.add_argument("--grid-seeds", default="0", help="the grid's seeds (default: one seed, as the issue's "
                                                           "7-run Table 3 figure)")
     parser.add_argument("--out", default=None, help="output folder (default: a fresh temporary one)")
+    parser.add_argument("--render", action="store_true", help="only redraw BENCHMARKS.md from benchmarks/latest.json")
+    parser.add_argument("--precision-scales", default="tiny", help="also time fp32 against bf16 autocast at these "
+                        "scales (comma-separated; tiny, small, base; --scale's own is always timed); '' for none")
     args = parser.parse_args()
+    if args.render:
+        (ROOT / "BENCHMARKS.md").write_text(render(json.loads((HERE / "latest.json").read_text()))[0])
+        return
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = Path(args.out or tempfile.mkdtemp(prefix="ablate-bench-"))
     from harness.runner import quiet_libraries
@@ -221,12 +274,33 @@ def main() -> None:
         "bf16_over_fp32_step": med(bf16) / med(plain),
         "eval_share": None, "table3_small_s": None,
     }
+    others = [s for s in args.precision_scales.split(",") if s.strip() and s.strip() != args.scale]
+    figures["precision_by_scale"] = {args.scale: {
+        "batch_size": bench.cfg.train.batch_size, "preset": bench.cfg.train.precision, "fp32_step_s": med(plain),
+        "bf16_step_s": med(bf16), "bf16_over_fp32": med(bf16) / med(plain), "flops_per_step": flops,
+        "fp32_peak_share": flops / med(plain) / peaks["fp32"], "bf16_peak_share": flops / med(bf16) / peaks["bf16"]},
+        **precision_by_scale([s.strip() for s in others], out, args.steps, args.rounds, peaks)}
     if args.grid:
         grid = time_grid(args.grid, args.scale, out, args.grid_seeds)
         figures["eval_share"] = grid["eval_share"]
         figures[f"table3_{args.scale}_s"] = grid["table3_s"]
         figures["grid_runs"] = grid["runs"]
+        figures["grid"] = args.grid
+    else:
+        figures.update(earlier_grid(args.scale))
     write(figures, args)
+
+
+def earlier_grid(scale: str) -> dict:
+    """The grid figures of the last run that timed one at this scale (benchmarks/latest.json), with its date, so a
+    run without --grid keeps them, marked as earlier, instead of writing n/a over them."""
+    path = HERE / "latest.json"
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    if earlier.get("scale") != scale or earlier.get(f"table3_{scale}_s") is None:
+        return {}
+    return {"eval_share": earlier["eval_share"], f"table3_{scale}_s": earlier[f"table3_{scale}_s"],
+            "grid_runs": earlier.get("grid_runs"), "grid": earlier.get("grid", "experiments/lynx_table3.yaml"),
+            "grid_measured": earlier.get("grid_measured", earlier["when"])}
 
 
 def verdict(key: str, value) -> str:
@@ -237,14 +311,50 @@ def verdict(key: str, value) -> str:
     return f"goal {op} {goal:g}: {'met' if ok else 'MISSED'}"
 
 
+def what_limits(scale: str, p: dict) -> str:
+    """One sentence on what bounds a scale's step (from its share of the fp32 matrix peak) and what bf16 does."""
+    share, ratio = p["fp32_peak_share"], p["bf16_over_fp32"]
+    bound = ("its matrices are too small to keep the matrix units busy, so per-operator overhead and memory traffic "
+             "bound it" if share < 0.25 else "matrix products and per-operator overhead share it" if share < 0.6
+             else "the matrix products bound it")
+    bf16 = (f"bf16 autocast runs it at about the same speed ({ratio:.2f}x the fp32 time)" if abs(ratio - 1) < 0.05
+            else f"bf16 autocast's casts cost more than its faster products save ({ratio:.2f}x the fp32 time)"
+            if ratio > 1 else f"bf16 autocast runs it {1 / ratio:.1f}x faster")
+    return f"At `{scale}` a step reaches {share:.0%} of the fp32 matrix peak in fp32: {bound}; {bf16}."
+
+
+def precision_advice(p: dict) -> str:
+    """What a scale's measured fp32/bf16 ratio says about its preset's precision."""
+    faster = "bf16-mixed" if p["bf16_over_fp32"] < 1 else "32-true"
+    if abs(p["bf16_over_fp32"] - 1) < 0.05:
+        return f"a tie (within 5 %): the preset's `{p['preset']}` stays"
+    if p["preset"] == faster:
+        return f"the preset's `{p['preset']}` is the faster here"
+    return f"`{faster}` is the faster on this CPU; the preset keeps `{p['preset']}` (a GPU scale)" \
+        if p["preset"] == "bf16-mixed" else f"`{faster}` is the faster here: the preset should change"
+
+
 def write(figures: dict, args) -> None:
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    machine = f"{os.cpu_count()} cores, {platform.machine()}, torch {torch.__version__}"
-    command = f"python benchmarks/bench.py --scale {args.scale} --steps {args.steps} --rounds {args.rounds}" + \
-        (f" --grid {args.grid} --grid-seeds {args.grid_seeds}" if args.grid else "")
-    (HERE / "latest.json").write_text(json.dumps({"when": when, "machine": machine, "command": command, **figures},
-                                                 indent=1) + "\n")
-    f = figures
+    """benchmarks/latest.json, BENCHMARKS.md and a RESULTS.md entry from one run's figures."""
+    record = {"when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+              "machine": f"{os.cpu_count()} cores, {platform.machine()}, torch {torch.__version__}",
+              "command": f"python benchmarks/bench.py --scale {args.scale} --steps {args.steps} --rounds {args.rounds}"
+                         + (f" --grid {args.grid} --grid-seeds {args.grid_seeds}" if args.grid else "")
+                         + f" --precision-scales '{args.precision_scales}'",
+              **figures}
+    (HERE / "latest.json").write_text(json.dumps(record, indent=1) + "\n")
+    text, rows = render(record)
+    (ROOT / "BENCHMARKS.md").write_text(text)
+    with (HERE / "RESULTS.md").open("a") as handle:
+        handle.write(f"\n## {record['when']}, `{record['command']}`\n\n" + "\n".join(f"- {a}: {b}" for a, b, _ in rows)
+                     + "\n")
+    print(text)
+
+
+def render(f: dict) -> tuple[str, list[tuple[str, str, str]]]:
+    """BENCHMARKS.md's text and its table rows (figure, value, goal) from a latest.json record; `python
+    benchmarks/bench.py --render` redraws the page from benchmarks/latest.json without measuring."""
+    scale = f["scale"]
     rows = [
         ("harness step over plain loop (MLflow on, cached)", f"{f['harness_over_plain']:.3f} "
          f"({f['harness_step_s'] * 1e3:.0f} vs {f['plain_step_s'] * 1e3:.0f} ms)",
@@ -256,29 +366,28 @@ def write(figures: dict, args) -> None:
         ("model FLOP/s", f"{f['flops_per_s'] / 1e9:.1f} GFLOP/s = {f['mfu_vs_fp32_peak']:.1%} of the fp32 and "
          f"{f['mfu_vs_bf16_peak']:.1%} of the bf16 matrix peak ({f['fp32_peak_flops'] / 1e9:.0f} / "
          f"{f['bf16_peak_flops'] / 1e9:.0f} GFLOP/s at 2048^3); {f['flops_per_step'] / 1e9:.2f} GFLOP a step", ""),
-        ("bf16 autocast over fp32 step", f"{f['bf16_over_fp32_step']:.2f} ({f['bf16_step_s'] * 1e3:.0f} vs "
-         f"{f['plain_step_s'] * 1e3:.0f} ms)", "fp32 stays the preset" if f["bf16_over_fp32_step"] > 1 else
-         "bf16 is faster here: consider it for this scale"),
-        ("evaluation share of a run's wall time", "n/a" if f["eval_share"] is None else f"{f['eval_share']:.1%}",
+        ("evaluation share of a run's wall time" + (f" (measured {f['grid_measured']} with the grid)"
+                                                    if f.get("grid_measured") else ""),
+         "n/a" if f["eval_share"] is None else f"{f['eval_share']:.1%}",
          verdict("eval_share", f["eval_share"])),
-        (f"grid {args.grid or '(none)'} at {args.scale} ({f.get('grid_runs', 'no')} runs, world and zoo prebuilt)",
-         "n/a" if f.get(f"table3_{args.scale}_s") is None else f"{f[f'table3_{args.scale}_s']:.0f} s",
+        *[(f"at `{name}` (batch {p['batch_size']}, preset `{p['preset']}`): bf16 autocast over fp32 step",
+           f"{p['bf16_over_fp32']:.2f} ({p['bf16_step_s'] * 1e3:.0f} vs {p['fp32_step_s'] * 1e3:.0f} ms; "
+           f"{p['fp32_peak_share']:.1%} of the fp32 peak in fp32, {p['bf16_peak_share']:.1%} of the bf16 peak in bf16)",
+           precision_advice(p)) for name, p in f["precision_by_scale"].items()],
+        (f"grid {f.get('grid') or '(none)'} at {scale} ({f.get('grid_runs', 'no')} runs, world and zoo prebuilt)"
+         + (f"; measured {f['grid_measured']}, not by this command" if f.get("grid_measured") else ""),
+         "n/a" if f.get(f"table3_{scale}_s") is None else f"{f[f'table3_{scale}_s']:.0f} s",
          verdict("table3_small_s", f.get("table3_small_s"))),
     ]
-    limit = ("The model's matrices are small (hidden size a few hundred at most), so a step is bound by per-operator "
-             "overhead and memory traffic, not by the matrix units: that is why the share of peak is low and why "
-             "bf16 autocast (extra casts) does not pay at this size.")
-    lines = [f"# Benchmarks ({when})", "", f"Machine: {machine}. Command: `{command}`.", "",
-             f"Scale `{f['scale']}`, batch {f['batch_size']}, preset precision `{f['precision']}`, lynx, finetune "
+    limit = " ".join(what_limits(name, p) for name, p in f["precision_by_scale"].items())
+    lines = [f"# Benchmarks ({f['when']})", "", f"Machine: {f['machine']}. Command: `{f['command']}`.", "",
+             f"Scale `{scale}`, batch {f['batch_size']}, preset precision `{f['precision']}`, lynx, finetune "
              "stage, random-init backbones. Every figure is a median of interleaved rounds or a ratio of two such "
-             "medians measured in the same process.", "",
+             "medians measured in the same process. bf16 autocast is timed as the harness runs it: frozen weights "
+             "held in bf16, trainable ones in fp32.", "",
              "| figure | value | goal |", "| --- | --- | --- |", *[f"| {a} | {b} | {c} |" for a, b, c in rows], "",
              limit, "", "Machine-readable: benchmarks/latest.json. History: benchmarks/RESULTS.md.", ""]
-    text = "\n".join(lines)
-    (ROOT / "BENCHMARKS.md").write_text(text)
-    with (HERE / "RESULTS.md").open("a") as handle:
-        handle.write(f"\n## {when}, `{command}`\n\n" + "\n".join(f"- {a}: {b}" for a, b, _ in rows) + "\n")
-    print(text)
+    return "\n".join(lines), rows
 
 
 if __name__ == "__main__":
