@@ -502,7 +502,7 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
     workers = min(experiment.workers, len(todo)) or 1
     if todo and workers == 1:
         prepare_assets([r for r, _, _ in todo], store, workers=max(2, experiment.workers))
-    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    threads = worker_threads(workers)
     started = time.perf_counter()
     display = GridDisplay(experiment.name, total=len(runs), locks=store.locks, done=len(outcome.skipped))
     stop = display.follow([r.key for r, _, _ in todo])
@@ -520,6 +520,15 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
     log.info("grid %s finished in %.0fs", experiment.name, time.perf_counter() - started)
     finish(client, parent_id, ok=outcome.ok)
     return outcome
+
+
+def worker_threads(workers: int) -> int | None:
+    """Torch threads of each grid worker: $ABLATE_THREADS (`ablate --threads N`) when set, else the cores shared out
+    among the workers; None for a one-worker grid, which trains in this process at its own setting."""
+    given = os.environ.get("ABLATE_THREADS")
+    if given:
+        return int(given)
+    return max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
 
 
 def _run_all(todo: list[tuple[ResolvedRun, str, bool]], store: Store, outcome: GridOutcome, workers: int,

@@ -1,5 +1,6 @@
 """The `ablate` command line: listing and showing variants, and one clear line for every kind of bad input."""
 
+import os
 import re
 import subprocess
 import sys
@@ -136,3 +137,37 @@ def test_seeds_option_overrides_the_files_seeds_and_is_checked(capsys, tmp_path)
                            str(REPO / "experiments/smoke.yaml"), "--seeds", "0,one")
     assert code == 2 and "--seeds '0,one': expected comma-separated integers" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_threads_set_this_process_and_the_grid_workers(capsys, monkeypatch):
+    """`--threads N` sets torch's threads here and, through $ABLATE_THREADS, in every grid worker; without it a
+    grid shares the cores out among its workers."""
+    import torch
+
+    from harness.grid import worker_threads
+
+    monkeypatch.delenv("ABLATE_THREADS", raising=False)
+    assert worker_threads(1) is None
+    assert worker_threads(2) == max(1, (os.cpu_count() or 1) // 2)
+    before = torch.get_num_threads()
+    try:
+        code, out, _ = run_cli(capsys, "--threads", "1", "variants", "list")
+        assert code == 0 and "lynx" in out
+        assert torch.get_num_threads() == 1
+        assert worker_threads(2) == 1 and worker_threads(1) == 1
+    finally:
+        torch.set_num_threads(before)
+        monkeypatch.delenv("ABLATE_THREADS", raising=False)
+
+
+@pytest.mark.parametrize("given", ["0", "two", "-1"])
+def test_a_bad_thread_count_is_refused_with_what_to_give(given, capsys, monkeypatch):
+    monkeypatch.delenv("ABLATE_THREADS", raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--threads", given, "variants", "list"])
+    assert exit_.value.code == 2
+    assert f"'{given}' is not a number of threads: give a whole number of at least 1" in capsys.readouterr().err
+    monkeypatch.setenv("ABLATE_THREADS", given)  # the same check for the environment's default
+    with pytest.raises(SystemExit):
+        main(["variants", "list"])
+    assert "is not a number of threads" in capsys.readouterr().err
