@@ -165,6 +165,16 @@ class Comparisons:
         return self._deltas[(metric, variant)]
 
 
+def paper_image_delta(first: pd.DataFrame, variant: str, baseline: str) -> float:
+    """The paper's own Open-VQA image difference, variant minus baseline, from the runs' `paper_scores` tags (`first`:
+    `variant_rows`); NaN where either lacks the number."""
+    def score(name: str) -> float:
+        text = tag_text(first.loc[name], "paper_scores") if name in first.index else ""
+        return json.loads(text or "{}").get(HEADLINE, math.nan)
+
+    return score(variant) - score(baseline)
+
+
 def verdict_rows(runs: pd.DataFrame, order: list[str], baseline: str, comparisons: Comparisons,
                  split: str = "openvqa_image") -> list[dict]:
     """One row per variant that has a paper number or a declared mechanism: the measured difference on the
@@ -188,7 +198,7 @@ def verdict_rows(runs: pd.DataFrame, order: list[str], baseline: str, comparison
         measured = comparisons.delta(measured_as, variant)
         outcome = verdict(variant, measured_as, expected, measured).outcome if expected else "no paper direction"
         head = comparisons.delta(HEADLINE.replace("openvqa_image/", f"{split}/", 1), variant)
-        paper_delta = paper.get(HEADLINE, math.nan) - base_paper.get(HEADLINE, math.nan)
+        paper_delta = paper_image_delta(first, variant, baseline)
         rows.append({
             "variant": variant, "axis": tag(variant, "axis"),
             "mechanism metric": f"{metric.label} ({metric.unit}, {'higher' if metric.higher_is_better else 'lower'}"
@@ -299,9 +309,11 @@ def _grid_report(experiment: Experiment, store: Store, runs: pd.DataFrame, paren
         _larger_benchmark_verdicts(doc, tables, store, runs, order, baseline)
     if len(order) > 1 and not comparisons.predictions.empty:
         rows = []
+        first = variant_rows(runs)
         for variant in (v for v in order if v != baseline):
             d = comparisons.delta(HEADLINE, variant)
-            rows.append({"variant": variant, "axis": axes_of[variant], "delta": d.mean, "low": d.low, "high": d.high})
+            rows.append({"variant": variant, "axis": axes_of[variant], "delta": d.mean, "low": d.low, "high": d.high,
+                         "paper": paper_image_delta(first, variant, baseline)})
         doc.image(painter.draw(plot_deltas, rows, baseline, "Open-VQA image accuracy", folder / "deltas.png"),
                   "difference from the baseline per variant, grouped by design axis")
     doc.image(overall, "overall accuracy per variant")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import sys
 from collections.abc import Callable
@@ -112,21 +113,43 @@ def plot_overall(runs: pd.DataFrame, order: list[str], baseline: str, path: Path
     return path
 
 
+def delta_axis_limits(rows: list[dict]) -> tuple[float, float]:
+    """The x range of the deltas plot: every interval and zero, with room at the right for the values; a paper Δ
+    widens it only when it lies within the measured span (at least 10 points) of that range."""
+    low = min([r["low"] for r in rows if pd.notna(r["low"])] or [min(r["delta"] for r in rows)])
+    high = max([r["high"] for r in rows if pd.notna(r["high"])] or [max(r["delta"] for r in rows)])
+    reach = max(10.0, high - low)
+    near = [p for r in rows if pd.notna(p := r.get("paper", math.nan))
+            and min(low, 0) - reach <= p <= max(high, 0) + reach]
+    return min([low, 0, *near]) - 2, max([high, 0, *near]) + 6
+
+
 def plot_deltas(rows: list[dict], baseline: str, metric_label: str, path: Path) -> Path | None:
     """One row per variant: the paired Δ against the baseline with its 95% interval, grouped by design axis.
-    `rows`: dicts with variant, axis, delta, low, high. Intervals that exclude zero are drawn dark."""
+    `rows`: dicts with variant, axis, delta, low, high, and optionally paper (the paper's own Δ, drawn as a hollow
+    diamond; one far off the measured range sits at the plot's edge with its value, so it does not squeeze the
+    intervals flat). Intervals that exclude zero are drawn dark."""
     plt = _pyplot()
     rows = [r for r in rows if pd.notna(r["delta"])]
     if not rows:
         return None
     rows = sorted(rows, key=lambda r: (r["axis"], r["variant"]))
-    fig, ax = plt.subplots(figsize=(8.5, 0.42 * len(rows) + 1.6))
+    papers = [r.get("paper", math.nan) for r in rows]
+    left, right = delta_axis_limits(rows)
+    fig, ax = plt.subplots(figsize=(8.5, 0.42 * len(rows) + 1.8))
     for i, r in enumerate(rows):
         significant = pd.notna(r["low"]) and (r["low"] > 0 or r["high"] < 0)
         colour = "#1f4e8c" if significant else "#9aaecb"
         ax.plot([r["low"], r["high"]], [i, i], color=colour, linewidth=2.2)
         ax.scatter([r["delta"]], [i], color=colour, s=28, zorder=3)
-        # In a column at the right edge, kept free by the x limits below: never on a bar or the zero line.
+        paper = papers[i]
+        if pd.notna(paper) and left < paper < right:
+            ax.scatter([paper], [i], marker="D", s=30, facecolors="none", edgecolors="#b5562c", zorder=4)
+        elif pd.notna(paper):  # off the plot: an arrow at the edge, with the value
+            edge = left + 0.3 if paper < left else right - 4.5
+            ax.annotate(f"{'← ' if paper < left else ''}paper {paper:+.1f}{' →' if paper > right else ''}", (edge, i),
+                        va="center", ha="left", fontsize=7, color="#b5562c")
+        # In a column at the right edge, kept free by the x limits: never on a bar or the zero line.
         ax.text(0.985, i, f"{r['delta']:+.1f}", va="center", ha="right", fontsize=8,
                 transform=ax.get_yaxis_transform())
     ax.axvline(0, color="#444444", linewidth=0.8)
@@ -134,10 +157,11 @@ def plot_deltas(rows: list[dict], baseline: str, metric_label: str, path: Path) 
     ax.set_yticks(range(len(rows)), labels, fontsize=9)
     ax.invert_yaxis()
     ax.set_xlabel(f"Δ {metric_label} vs {baseline} (points; bars: 95% interval)")
-    ax.set_title("Each variant minus the baseline, by design axis (dark: excludes 0)", fontsize=10)
-    low = min(r["low"] for r in rows if pd.notna(r["low"]))
-    high = max(r["high"] for r in rows if pd.notna(r["high"]))
-    ax.set_xlim(min(low, 0) - 2, max(high, 0) + 6)
+    marked = any(pd.notna(p) for p in papers)
+    ax.set_title("Each variant minus the baseline, by design axis (dark: excludes 0)"
+                 + ("\nhollow diamond: the paper's own Δ (its points, on its benchmark)" if marked else ""),
+                 fontsize=10)
+    ax.set_xlim(left, right)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
