@@ -25,7 +25,7 @@ from harness.errors import AblateError
 from harness.progress import RunProgress
 from harness.resolve import ResolvedRun, eval_settings, training_settings
 from harness.resume import checkpoint_dir, discard
-from harness.tracking import Store, finish, log_batch, mark_killed, provenance
+from harness.tracking import Store, finish, log_batch, mark_killed, numerics, provenance
 
 if TYPE_CHECKING:  # torch and Lightning load when a run starts, not when the CLI imports this module
     from harness.training import MlflowMetrics, MultimodalModule
@@ -168,7 +168,8 @@ def _train_and_evaluate(
     log_batch(
         client, run_id, params={**training_settings(cfg), "variant": cfg.variant, "scale": cfg.scale},
         tags={**run_tags(resolved), "ablate.world_hash": assets.world.manifest["hash"],
-              "ablate.zoo": store.relative(assets.zoo_dir) if assets.zoo_dir else ""},
+              "ablate.zoo": store.relative(assets.zoo_dir) if assets.zoo_dir else "",
+              **numerics(torch.get_num_threads(), str(run_device(cfg.train.accelerator)))},
     )
     store.log_text(client, run_id, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), "config.yaml")
 

@@ -286,6 +286,31 @@ def provenance() -> dict[str, str]:
     return tags
 
 
+@functools.cache
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo, else the platform's word for it)."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def numerics(threads: int, device: str = "cpu") -> dict[str, str]:
+    """Where a run's floating-point sums were done: the processor (the GPU's name on a GPU) and torch's CPU thread
+    count. Neither is part of a run's key, yet either changes the order of sums and so the trained weights
+    (docs/findings.md, section 8); the report warns when one study's runs differ in them."""
+    if device.startswith("cuda"):
+        import torch
+
+        return {"numerics.device": torch.cuda.get_device_name(torch.device(device)), "numerics.threads": str(threads)}
+    return {"numerics.device": cpu_model(), "numerics.threads": str(threads)}
+
+
 def _version(package: str) -> str:
     try:
         return importlib.metadata.version(package)

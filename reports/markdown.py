@@ -165,6 +165,23 @@ class Comparisons:
         return self._deltas[(metric, variant)]
 
 
+def numerics_note(runs: pd.DataFrame) -> str:
+    """A warning when a study's finished runs did their sums on different processors or with different torch
+    thread counts (the `numerics.*` tags): neither is part of a run's key, yet both change the trained weights."""
+    done = runs[runs["status"] == "FINISHED"]
+    found = {what: sorted(set(done[column].dropna().astype(str))) for what, column in
+             (("processors", "tags.numerics.device"), ("torch thread counts", "tags.numerics.threads"))
+             if column in done}
+    differing = {what: values for what, values in found.items() if len(values) > 1}
+    if not differing:
+        return ""
+    return ("**Numerics differ between these runs**: " + "; ".join(f"{what} {', '.join(values)}" for what, values
+                                                                   in differing.items())
+            + ". Floating-point sums then run in another order, so a difference between such runs carries a "
+            "numerical draw besides its seed (at `small`, the same lynx run scored 39.4 % with 2 threads and 40.7 % "
+            "with 1; docs/findings.md, section 8). Train a study with one grid command on one machine to keep it out.")
+
+
 def paper_image_delta(first: pd.DataFrame, variant: str, baseline: str) -> float:
     """The paper's own Open-VQA image difference, variant minus baseline, from the runs' `paper_scores` tags (`first`:
     `variant_rows`); NaN where either lacks the number."""
@@ -284,6 +301,9 @@ def _grid_report(experiment: Experiment, store: Store, runs: pd.DataFrame, paren
         f"MLflow store `{store.tracking_uri}`, grid run `{parent['run_id']}`; code `{parent.get('tags.git.sha')}`",
         f"generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `ablate report {experiment.path}`",
     ])
+    mixed = numerics_note(runs)
+    if mixed:
+        doc.paragraph(mixed)
     doc.paragraph(
         "Every variant differs from the baseline only in the settings listed at the end; budget, data order per seed "
         "and evaluation are identical. Cells are k/N for one seed, mean over seeds otherwise (± sample std). "

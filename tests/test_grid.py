@@ -46,8 +46,10 @@ def test_child_runs_carry_config_tags_metrics_and_artifacts(smoke):
     assert len(runs) == 3 and set(runs["status"]) == {"FINISHED"}
     lynx = runs[runs["tags.ablate.variant"] == "lynx"].iloc[0]
     assert lynx["params.train.finetune.steps"] == "10" and lynx["params.model.connector.kind"] == "resampler"
-    for tag in ("ablate.axis", "ablate.config_hash", "ablate.seed", "git.sha", "version.torch", "ablate.world_hash"):
+    for tag in ("ablate.axis", "ablate.config_hash", "ablate.seed", "git.sha", "version.torch", "ablate.world_hash",
+                "numerics.device"):
         assert lynx["tags." + tag], tag
+    assert int(lynx["tags.numerics.threads"]) >= 1  # where its sums ran: not in the run key, but they move results
     assert lynx["tags.freeze.finetune.vision"] == "frozen" and lynx["tags.freeze.finetune.adapters"] == "trainable"
     assert 0 <= lynx["metrics.eval/openvqa_image/acc"] <= 100
     assert lynx["metrics.eval/openvqa_image/OCR/n"] == 53

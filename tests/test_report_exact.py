@@ -44,9 +44,11 @@ def rows_of(items: dict[str, tuple[str, bool]], split: str) -> str:
                    for key, (cat, ok) in items.items())
 
 
-def log_grid(uri: str, name: str, seeds: tuple[int, ...], larger: dict | None = None) -> dict:
+def log_grid(uri: str, name: str, seeds: tuple[int, ...], larger: dict | None = None,
+             threads: dict | None = None) -> dict:
     """The grid as `ablate grid run` leaves it in MLflow, logged through the server. `larger`: (variant, seed) ->
-    items of the 10x image split, logged as `ablate eval RUN --benchmark-scale 10` leaves them."""
+    items of the 10x image split, logged as `ablate eval RUN --benchmark-scale 10` leaves them. `threads`:
+    (variant, seed) -> the torch thread count a run logs (1 where not given)."""
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment(name)
     results = known_results(seeds)
@@ -57,7 +59,9 @@ def log_grid(uri: str, name: str, seeds: tuple[int, ...], larger: dict | None = 
         "ablate.run_keys": ",".join(r.key for r in resolved.values())}).info.run_id
     for (variant, seed), items in results.items():
         run = resolved[(variant, seed)]
-        run_id = client.create_run(exp, tags={**run_tags(run), PARENT_TAG: parent, "ablate.grid": name}).info.run_id
+        run_id = client.create_run(exp, tags={**run_tags(run), PARENT_TAG: parent, "ablate.grid": name,
+                                              "numerics.device": "Test CPU", "numerics.threads":
+                                              str((threads or {}).get((variant, seed), 1))}).info.run_id
         for cat in CATEGORIES:
             k = sum(ok for c, ok in items.values() if c == cat)
             n = CATEGORIES[cat]
@@ -130,6 +134,16 @@ def test_one_seed_gives_exact_k_over_n_deltas_and_verdicts(mlflow_server, tmp_pa
     assert table["lynx"]["Δ vs lynx [95% CI]"] == "—"
     expected = "reproduced" if high < 0 else "opposite" if low > 0 else "inconclusive"  # the paper: lower
     assert verdicts["w_cross_attn"]["verdict"] == expected == "reproduced"
+    assert "Numerics differ" not in (tmp_path / "out" / "reports" / "exact-one" / "report.md").read_text()
+
+
+def test_runs_trained_with_other_thread_counts_are_flagged(mlflow_server, tmp_path):
+    """Thread count is not part of a run's key but changes its sums: a study mixing them says so at the top."""
+    log_grid(mlflow_server, "mixed-threads", (0,), threads={("w_cross_attn", 0): 2})
+    report(tmp_path, mlflow_server, "mixed-threads", (0,))
+    text = (tmp_path / "out" / "reports" / "mixed-threads" / "report.md").read_text()
+    assert "**Numerics differ between these runs**: torch thread counts 1, 2." in text
+    assert text.index("Numerics differ") < text.index("## Verdicts")
 
 
 def test_several_seeds_give_exact_means_spreads_and_intervals(mlflow_server, tmp_path):
