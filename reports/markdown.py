@@ -329,7 +329,6 @@ def _grid_report(experiment: Experiment, store: Store, runs: pd.DataFrame, paren
         _larger_benchmark_verdicts(doc, tables, store, runs, order, baseline)
     if len(order) > 1 and not comparisons.predictions.empty:
         rows = []
-        first = variant_rows(runs)
         for variant in (v for v in order if v != baseline):
             d = comparisons.delta(HEADLINE, variant)
             rows.append({"variant": variant, "axis": axes_of[variant], "delta": d.mean, "low": d.low, "high": d.high,
