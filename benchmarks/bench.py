@@ -190,13 +190,18 @@ def precision_by_scale(scales: list[str], out: Path, steps: int, rounds: int,
         for _ in range(rounds):
             fp32 += bench.plain(bench.cached, n + 1, "32-true")[1:]
             bf16 += bench.plain(bench.cached, n + 1, "bf16-mixed")[1:]
-        flops = bench.flops_per_step()
-        f, b = statistics.median(fp32), statistics.median(bf16)
-        figures[scale] = {"batch_size": bench.cfg.train.batch_size, "preset": bench.cfg.train.precision,
-                          "fp32_step_s": f, "bf16_step_s": b, "bf16_over_fp32": b / f, "flops_per_step": flops,
-                          "fp32_peak_share": flops / f / peaks["fp32"], "bf16_peak_share": flops / b / peaks["bf16"]}
+        figures[scale] = precision_figures(bench, statistics.median(fp32), statistics.median(bf16),
+                                           bench.flops_per_step(), peaks)
         del bench
     return figures
+
+
+def precision_figures(bench: Bench, fp32_s: float, bf16_s: float, flops: float,
+                      peaks: dict[str, float]) -> dict[str, float]:
+    """One scale's precision figures: both step times, their ratio, and each one's share of its matrix peak."""
+    return {"batch_size": bench.cfg.train.batch_size, "preset": bench.cfg.train.precision,
+            "fp32_step_s": fp32_s, "bf16_step_s": bf16_s, "bf16_over_fp32": bf16_s / fp32_s, "flops_per_step": flops,
+            "fp32_peak_share": flops / fp32_s / peaks["fp32"], "bf16_peak_share": flops / bf16_s / peaks["bf16"]}
 
 
 def time_grid(experiment: str, scale: str, out: Path, seeds: str | None = "0") -> dict[str, float]:
@@ -275,11 +280,9 @@ def main() -> None:
         "eval_share": None, "table3_small_s": None,
     }
     others = [s for s in args.precision_scales.split(",") if s.strip() and s.strip() != args.scale]
-    figures["precision_by_scale"] = {args.scale: {
-        "batch_size": bench.cfg.train.batch_size, "preset": bench.cfg.train.precision, "fp32_step_s": med(plain),
-        "bf16_step_s": med(bf16), "bf16_over_fp32": med(bf16) / med(plain), "flops_per_step": flops,
-        "fp32_peak_share": flops / med(plain) / peaks["fp32"], "bf16_peak_share": flops / med(bf16) / peaks["bf16"]},
-        **precision_by_scale([s.strip() for s in others], out, args.steps, args.rounds, peaks)}
+    figures["precision_by_scale"] = {args.scale: precision_figures(bench, med(plain), med(bf16), flops, peaks),
+                                     **precision_by_scale([s.strip() for s in others], out, args.steps, args.rounds,
+                                                          peaks)}
     if args.grid:
         grid = time_grid(args.grid, args.scale, out, args.grid_seeds)
         figures["eval_share"] = grid["eval_share"]
