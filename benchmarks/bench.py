@@ -7,6 +7,7 @@ This machine is shared and noisy, so every figure is a ratio or a median of inte
 - harness_over_plain: a Lightning stage step (the project's module, MLflow callback on a real sqlite store) over a
   plain PyTorch loop on the same model and data, both on cached features;
 - cache_speedup: a plain step computing the frozen encoder over one reading its cached tokens;
+- packing_speedup: a plain cached step on the padded batch over one on packed rows (train.sequence_packing);
 - data_wait_share: the share of a harness step spent waiting for the next batch;
 - flops: model FLOPs per step (torch's FlopCounterMode) over the step time, against a matrix-product peak
   measured here for bf16 and fp32; and the step in bf16 autocast against fp32;
@@ -96,9 +97,11 @@ class Bench:
         stage_features(self.store.cache / "features", self.model, self.cached, "finetune",
                        list(self.cached.mixture("finetune")), self.size, self.cfg.train.precision, True, False, False)
 
-    def plain(self, data, steps: int, precision: str) -> list[float]:
+    def plain(self, data, steps: int, precision: str, pack: bool | None = None) -> list[float]:
         """Seconds per step of a plain AdamW loop (data fetch included), frozen weights held in `precision`'s dtype as
-        the harness holds them; the preset's dtypes are restored after."""
+        the harness holds them, the LLM on packed rows unless `pack` is False (default: the preset's setting); the
+        preset's dtypes are restored after."""
+        pack = self.cfg.train.sequence_packing if pack is None else pack
         from harness.model.mllm import model_inputs
         from harness.placement import autocast_for, hold_frozen_in_training_dtype
 
@@ -113,7 +116,7 @@ class Bench:
             if precision == "32-true":
                 batch = as_fp32(batch)
             with autocast_for(self.model, precision):
-                loss = self.model(**model_inputs(batch), labels=batch["labels"]).loss
+                loss = self.model(**model_inputs(batch), labels=batch["labels"], pack=pack).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -152,7 +155,8 @@ class Bench:
                             strategy=stage_strategy("cpu", 1), logger=False, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False,
                             callbacks=[clock, MlflowMetrics(self.client, run.info.run_id, self.cfg.train.log_every)])
-        trainer.fit(MultimodalModule(self.model, stage, self.cfg.train.weight_decay),
+        trainer.fit(MultimodalModule(self.model, stage, self.cfg.train.weight_decay,
+                                     pack=self.cfg.train.sequence_packing),
                     train_dataloaders=self.cached.stage_dataloader("finetune", self.size))
         # Lightning fetches the next batch after on_train_batch_end and before on_train_batch_start.
         return clock.steps, clock.waits
@@ -166,7 +170,8 @@ class Bench:
         batch = next(iter(self.cached.stage_dataloader("finetune", self.size)))
         hold_frozen_in_training_dtype(self.model, "32-true")  # counted without autocast
         with FlopCounterMode(display=False) as counter:
-            self.model(**model_inputs(as_fp32(batch)), labels=batch["labels"]).loss.backward()
+            self.model(**model_inputs(as_fp32(batch)), labels=batch["labels"],
+                       pack=self.cfg.train.sequence_packing).loss.backward()
         self.model.zero_grad(set_to_none=True)
         hold_frozen_in_training_dtype(self.model, self.cfg.train.precision)
         return float(counter.get_total_flops())
@@ -253,7 +258,7 @@ def main() -> None:
 
     quiet_libraries()
     bench = Bench(args.scale, out)
-    plain, pixels, harness, waits, bf16 = [], [], [], [], []
+    plain, pixels, harness, waits, bf16, padded = [], [], [], [], [], []
     for _ in range(args.rounds):  # interleaved, so a neighbour's load hits every measurement alike
         plain += bench.plain(bench.cached, args.steps, "32-true")[5:]
         pixels += bench.plain(bench.pixels, args.steps, "32-true")[5:]
@@ -261,6 +266,7 @@ def main() -> None:
         harness += steps[4:]
         waits += wait[4:]
         bf16 += bench.plain(bench.cached, args.steps, "bf16-mixed")[5:]
+        padded += bench.plain(bench.cached, args.steps, "32-true", pack=False)[5:]
     med = statistics.median
     flops = bench.flops_per_step()
     peaks = {"bf16": matmul_peak(torch.bfloat16), "fp32": matmul_peak(torch.float32)}
@@ -270,6 +276,7 @@ def main() -> None:
         "bf16_step_s": med(bf16),
         "harness_over_plain": med(harness) / med(plain),
         "cache_speedup": med(pixels) / med(plain),
+        "padded_step_s": med(padded), "packing_speedup": med(padded) / med(plain),
         "data_wait_share": sum(waits) / sum(harness),
         "data_wait_median_s": med(waits),
         "flops_per_step": flops, "flops_per_s": flops / med(plain),
@@ -364,6 +371,9 @@ def render(f: dict) -> tuple[str, list[tuple[str, str, str]]]:
          verdict("harness_over_plain", f["harness_over_plain"])),
         ("cached over uncached step", f"{f['cache_speedup']:.2f}x ({f['uncached_step_s'] * 1e3:.0f} -> "
          f"{f['plain_step_s'] * 1e3:.0f} ms)", verdict("cache_speedup", f["cache_speedup"])),
+        *([("padded over packed step (train.sequence_packing)", f"{f['packing_speedup']:.2f}x "
+             f"({f['padded_step_s'] * 1e3:.0f} -> {f['plain_step_s'] * 1e3:.0f} ms)", "")]
+          if f.get("packing_speedup") else []),
         ("share of a harness step waiting for data", f"{f['data_wait_share']:.1%} (median wait "
          f"{f['data_wait_median_s'] * 1e3:.1f} ms)", verdict("data_wait_share", f["data_wait_share"])),
         ("model FLOP/s", f"{f['flops_per_s'] / 1e9:.1f} GFLOP/s = {f['mfu_vs_fp32_peak']:.1%} of the fp32 and "

@@ -43,7 +43,8 @@ BOOKKEEPING_KEYS = ("train.checkpoint_every",)  # how a run is kept, not what it
 # left out of the run key while they hold it, so adding a setting never makes every existing run look new.
 NEUTRAL_WHEN_ADDED = {"data.holdout_percent": 0.0, "train.num_nodes": 1, "train.strategy": "auto",
                       "train.no_decay": "none", "train.order": list(STAGES), "train.pretrain.mixture": "pretrain",
-                      "train.high_res.mixture": "pretrain", "train.finetune.mixture": "finetune"}
+                      "train.high_res.mixture": "pretrain", "train.finetune.mixture": "finetune",
+                      "train.sequence_packing": False}
 PRESET_SECTIONS = {"config", "roles", "zoo"}
 
 Layer = tuple[str, dict[str, Any]]

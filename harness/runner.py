@@ -226,7 +226,7 @@ def _train_and_evaluate(
                                **{f"params/{name}/{dtype}": n for dtype, n in dtypes.items()}})
         restore = {"optimizer": resume.optimizer, "scheduler": resume.scheduler} if done else None
         module = MultimodalModule(model, stage, cfg.train.weight_decay, done=done, restore=restore,
-                                  no_decay=cfg.train.no_decay)
+                                  no_decay=cfg.train.no_decay, pack=cfg.train.sequence_packing)
         callback = MlflowMetrics(client, run_id, cfg.train.log_every, prefix=f"train/{name}", step_offset=step_offset,
                                  done=done, logged_through=last_logged_step(client, run_id, f"train/{name}/loss")
                                  if resume is not None else -1)

@@ -43,9 +43,10 @@ class MultimodalModule(L.LightningModule):
     (`restore`): Lightning's own counter restarts at 0, so `done` is added wherever a step is named."""
 
     def __init__(self, model: torch.nn.Module, stage: StageConfig, weight_decay: float, done: int = 0,
-                 restore: dict | None = None, no_decay: NoDecay = "1d") -> None:
+                 restore: dict | None = None, no_decay: NoDecay = "1d", pack: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.pack = pack  # the LLM on packed rows (harness/model/packing.py)
         self.stage = stage
         self.weight_decay, self.no_decay = weight_decay, no_decay
         self.done, self.restore = done, restore
@@ -61,7 +62,7 @@ class MultimodalModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         if self.cost or self._counting is not None:
-            out = self.model(**model_inputs(batch), labels=batch["labels"])
+            out = self.model(**model_inputs(batch), labels=batch["labels"], pack=self.pack)
         else:
             out = self._counted_forward(batch)
         if not torch.isfinite(out.loss):
@@ -88,7 +89,7 @@ class MultimodalModule(L.LightningModule):
         counter = FlopCounterMode(display=False)
         counter.__enter__()
         try:
-            out = self.model(**model_inputs(batch), labels=batch["labels"])
+            out = self.model(**model_inputs(batch), labels=batch["labels"], pack=self.pack)
         except BaseException:
             counter.__exit__(None, None, None)
             raise

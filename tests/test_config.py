@@ -217,10 +217,14 @@ def test_run_keys_of_existing_stores_stay_put():
     """A run's key decides whether a store already holds it. These keys are the ones the shipped study's runs
     carry (docs/findings.md): a change that moves them makes every user's finished runs look new and retrain.
     Change them only on purpose (a preset or a training default that changes what is trained): the default
-    `train.no_decay: 1d` did, so the world v6 study's keys are now reached with `train.no_decay=none`."""
-    assert resolve("lynx", "small", seed=0).key == "1bf1028d11bb"
-    assert resolve("lynx", "tiny", seed=0).key == "73d8a5c07f30"
-    before = {"train.no_decay": "none"}  # the optimizer recipe of the runs docs/findings.md reports
+    `train.no_decay: 1d` did, so the world v6 study's keys are now reached with `train.no_decay=none`; the default
+    `train.sequence_packing: true` did, so the stop-24 study's keys are reached with `train.sequence_packing=false`."""
+    assert resolve("lynx", "small", seed=0).key == "744a2b607f12"
+    assert resolve("lynx", "tiny", seed=0).key == "bf5aa829d33c"
+    padded = {"train.sequence_packing": False}  # the layout of the runs trained before packing
+    assert resolve("lynx", "small", seed=0, cli=padded).key == "1bf1028d11bb"
+    assert resolve("lynx", "tiny", seed=0, cli=padded).key == "73d8a5c07f30"
+    before = {**padded, "train.no_decay": "none"}  # the optimizer recipe of the world v6 study
     assert resolve("lynx", "small", seed=0, cli=before).key == "ae48be37e7a4"
     assert resolve("lynx", "tiny", seed=0, cli=before).key == "532d6cbdfa41"
     # A setting added later is out of the key at the value that reproduces the old runs, in it otherwise.
@@ -228,9 +232,9 @@ def test_run_keys_of_existing_stores_stay_put():
     assert resolve("lynx", "small", seed=0, cli={**before, "data.holdout_percent": 5}).key != "ae48be37e7a4"
     # Stages name their trainable components (train.<stage>.trainable) instead of two flags; the variants that
     # train a backbone keep the keys they had with `train_llm` / `train_vision`.
-    assert resolve("full_ft_llm", "small", seed=0).key == "dce0acf7eaf9"
-    assert resolve("w_cross_attn_tune_llm", "small", seed=0).key == "7b97c4615b51"
-    assert resolve("tune_vision", "small", seed=0).key == "0cd10c25aa40"
+    assert resolve("full_ft_llm", "small", seed=0, cli=padded).key == "dce0acf7eaf9"
+    assert resolve("w_cross_attn_tune_llm", "small", seed=0, cli=padded).key == "7b97c4615b51"
+    assert resolve("tune_vision", "small", seed=0, cli=padded).key == "0cd10c25aa40"
 
 
 def test_a_stages_trainable_components_are_a_checked_set():
@@ -304,8 +308,8 @@ def test_the_papers_stages_keep_their_run_keys_now_that_stages_are_data():
     """`train.order` and each paper stage's `mixture` say what those stages did before they existed."""
     explicit = {"train.order": "pretrain,high_res,finetune", "train.pretrain.mixture": "pretrain",
                 "train.high_res.mixture": "pretrain", "train.finetune.mixture": "finetune"}
-    assert resolve("lynx", "small", seed=0, cli=explicit).key == resolve("lynx", "small", seed=0).key == "1bf1028d11bb"
-    assert resolve("lynx", "small", cli={"train.high_res.mixture": "finetune"}).key != "1bf1028d11bb"
+    assert resolve("lynx", "small", seed=0, cli=explicit).key == resolve("lynx", "small", seed=0).key == "744a2b607f12"
+    assert resolve("lynx", "small", cli={"train.high_res.mixture": "finetune"}).key != "744a2b607f12"
 
 
 @pytest.mark.parametrize(("cli", "message"), [

@@ -17,6 +17,7 @@ from torch import nn
 from harness.config.schema import FusionConfig
 from harness.model.connectors import CrossAttention, ffn
 from harness.model.llm import decoder_layers
+from harness.model.packing import Packing
 
 
 class Prefix(nn.Module):
@@ -34,7 +35,7 @@ class Prefix(nn.Module):
         return embeds, mask
 
     @contextmanager
-    def attach(self, visual, vmask):
+    def attach(self, visual, vmask, packing=None):
         yield
 
 
@@ -66,28 +67,35 @@ class CrossAttnFusion(nn.Module):
         for layer, block in zip(layers, self.blocks, strict=True):
             layer.register_forward_pre_hook(functools.partial(self._pre_hook, block), with_kwargs=True)
         self._visual: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._packing: Packing | None = None
 
     def inputs(self, visual, vmask, embeds, mask, left_padded: bool = False):
         return embeds, mask
 
     @contextmanager
-    def attach(self, visual: torch.Tensor, vmask: torch.Tensor):
-        """Visual tokens for the LLM calls inside the block (every decode step of generate sees the same ones)."""
+    def attach(self, visual: torch.Tensor, vmask: torch.Tensor, packing: Packing | None = None):
+        """Visual tokens for the LLM calls inside the block (every decode step of generate sees the same ones).
+        With a `packing`, the LLM's rows are packed samples: each block unpacks them, so every sample reads its own
+        visual tokens, and packs its output again."""
         self._visual = (visual, vmask)
+        self._packing = packing
         try:
             yield
         finally:
-            self._visual = None
+            self._visual = self._packing = None
 
     def _pre_hook(self, block: GatedCrossAttnBlock, layer: nn.Module, args: tuple, kwargs: dict):
         if self._visual is None:  # the LLM called on its own: text only
             return None
         visual, vmask = self._visual
         h = args[0] if args else kwargs["hidden_states"]
-        if h.shape[0] != visual.shape[0]:  # beam search: HF repeats each item num_beams times (repeat_interleave)
-            n = h.shape[0] // visual.shape[0]
-            visual, vmask = visual.repeat_interleave(n, 0), vmask.repeat_interleave(n, 0)
-        h = block(h, visual, vmask)
+        if self._packing is not None:
+            h = self._packing.pack(block(self._packing.unpack(h), visual, vmask))
+        else:
+            if h.shape[0] != visual.shape[0]:  # beam search: HF repeats each item num_beams times (repeat_interleave)
+                n = h.shape[0] // visual.shape[0]
+                visual, vmask = visual.repeat_interleave(n, 0), vmask.repeat_interleave(n, 0)
+            h = block(h, visual, vmask)
         if args:
             return (h, *args[1:]), kwargs
         return args, {**kwargs, "hidden_states": h}

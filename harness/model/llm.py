@@ -119,7 +119,12 @@ def supervised_loss(llm: PreTrainedModel, inputs: dict, labels: torch.Tensor) ->
     whose head does more than one product fall back to the full forward."""
     if llm.config.model_type not in PLAIN_HEAD:
         return llm(**inputs, labels=labels).loss
-    hidden = llm.get_decoder()(**inputs).last_hidden_state[:, :-1]  # position t predicts label t + 1
+    return head_loss(llm, llm.get_decoder()(**inputs).last_hidden_state, labels)
+
+
+def head_loss(llm: PreTrainedModel, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The next-token loss of a PLAIN_HEAD LLM from its last hidden states [B, T, D] and labels [B, T]."""
+    hidden = hidden[:, :-1]  # position t predicts label t + 1
     targets = labels[:, 1:]
     supervised = targets != -100
     logits = llm.get_output_embeddings()(hidden[supervised]).float()

@@ -15,7 +15,8 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from harness.components import ADAPTERS, CONNECTORS, FUSIONS
 from harness.config.schema import GenerationConfig, ModelConfig
-from harness.model.llm import build_llm, build_llm_shape, supervised_loss
+from harness.model.llm import PLAIN_HEAD, build_llm, build_llm_shape, head_loss, supervised_loss
+from harness.model.packing import Packing
 from harness.model.vision import FrameEmbedding, VisionEncoder
 
 
@@ -54,19 +55,27 @@ class MultimodalLM(nn.Module):
 
     def forward(self, images: torch.Tensor | None, frames_mask: torch.Tensor, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor, labels: torch.Tensor | None = None,
-                features: torch.Tensor | None = None) -> CausalLMOutputWithPast:
+                features: torch.Tensor | None = None, pack: bool = False) -> CausalLMOutputWithPast:
         """Training forward on right-padded text. Without `labels`: `.logits` [B, T, V], aligned with `input_ids`
-        (visual positions cut). With `labels`: `.loss` only (`harness.model.llm.supervised_loss`)."""
+        (visual positions cut). With `labels`: `.loss` only (`harness.model.llm.supervised_loss`); `pack` runs the
+        LLM on packed rows of real positions (`harness.model.packing`: the same loss, less padding to compute)."""
         visual, vmask, embeds, mask = self._inputs(images, frames_mask, input_ids, attention_mask, False, features)
         q = embeds.shape[1] - input_ids.shape[1]  # prefix length (0 for cross_attn)
         # Positions count only attended tokens (as generate does), so a masked prefix does not shift the text.
-        inputs = {"inputs_embeds": embeds, "attention_mask": mask,
-                  "position_ids": (mask.long().cumsum(1) - 1).clamp(min=0), "use_cache": False}
+        positions = (mask.long().cumsum(1) - 1).clamp(min=0)
+        inputs = {"inputs_embeds": embeds, "attention_mask": mask, "position_ids": positions, "use_cache": False}
+        if labels is not None and q:
+            labels = torch.cat([labels.new_full((labels.shape[0], q), -100), labels], dim=1)  # no loss on visuals
+        if labels is not None and pack and self.llm.config.model_type in PLAIN_HEAD:
+            packing = Packing.of(mask.bool())
+            packed = {"inputs_embeds": packing.pack(embeds), "attention_mask": packing.attention_mask(),
+                      "position_ids": packing.pack(positions), "use_cache": False}
+            with self.fusion.attach(visual, vmask, packing):
+                hidden = packing.unpack(self.llm.get_decoder()(**packed).last_hidden_state)
+            return CausalLMOutputWithPast(loss=head_loss(self.llm, hidden, labels))
         with self.fusion.attach(visual, vmask):
             if labels is None:
                 return CausalLMOutputWithPast(logits=self.llm(**inputs).logits[:, q:])
-            if q:
-                labels = torch.cat([labels.new_full((labels.shape[0], q), -100), labels], dim=1)  # no loss on visuals
             return CausalLMOutputWithPast(loss=supervised_loss(self.llm, inputs, labels))
 
     @torch.no_grad()
