@@ -52,7 +52,8 @@ def test_a_packed_rows_padding_attends_only_to_itself():
     assert attend[pad_row, 3].tolist() == [False, False, False, True]
 
 
-@pytest.mark.parametrize("fusion, llm", [("prefix", "frozen"), ("cross_attn", "frozen"), ("prefix", "trainable")])
+@pytest.mark.parametrize("fusion, llm", [("prefix", "frozen"), ("cross_attn", "frozen"), ("prefix", "trainable"),
+                                         ("cross_attn", "trainable")])
 def test_packed_training_gives_the_padded_loss_and_gradients(fusion, llm):
     """Rows of different lengths, a video with padding frames, text-only rows (a prefix model masks their visual
     positions): packed into fewer rows than the batch, the loss and every gradient are the padded batch's."""
@@ -87,7 +88,20 @@ def test_packed_training_gives_the_padded_loss_and_gradients(fusion, llm):
         assert torch.allclose(grad, padded[1][name], atol=1e-6), name
 
 
-def test_the_runner_trains_packed_unless_told_and_padded_runs_keep_their_old_key():
+def test_an_llm_without_sdpa_attention_trains_padded(monkeypatch):
+    """Eager attention adds a boolean mask to the scores (0 / 1) instead of masking: packed samples would see each
+    other, so such an LLM is never packed."""
+    model = make(conf())
+    model.llm.config._attn_implementation = "eager"
+    monkeypatch.setattr(Packing, "of", classmethod(lambda cls, m: pytest.fail("packed an eager-attention LLM")))
+    ids, mask = text(2, 6)
+    mask[1, 3:] = 0
+    labels = ids.masked_fill(mask == 0, -100)
+    packed = model(images(2), frames(1, 0), ids, mask, labels, pack=True).loss
+    assert torch.equal(packed, model(images(2), frames(1, 0), ids, mask, labels, pack=False).loss)
+
+
+def test_packing_is_the_default_and_padded_runs_keep_their_old_key():
     from harness.resolve import NEUTRAL_WHEN_ADDED, _digest, config_hash, resolve, training_settings
 
     packed = resolve("lynx", "tiny").config

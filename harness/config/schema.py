@@ -188,9 +188,9 @@ class TrainConfig:
     # Serve a frozen vision encoder's tokens from the grid-wide cache (harness/features.py) instead of recomputing
     # them every step; stages where the encoder trains always compute them.
     feature_cache: bool = True
-    # Train the LLM on packed rows of real positions (harness/model/packing.py): the same loss and gradients up
-    # to the order of floating-point sums, 1.2x faster at `small`; false: the padded layout of runs trained
-    # before this setting existed.
+    # Train the LLM on packed rows of real positions (harness/model/packing.py; LLaMA-like LLMs with SDPA
+    # attention, others stay padded): the same loss and gradients up to the order of floating-point sums, 1.2x
+    # faster at `small`; false: the padded layout of runs trained before this setting existed.
     sequence_packing: bool = True
 
     def stage(self, name: str) -> StageConfig:

@@ -15,8 +15,8 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from harness.components import ADAPTERS, CONNECTORS, FUSIONS
 from harness.config.schema import GenerationConfig, ModelConfig
-from harness.model.llm import PLAIN_HEAD, build_llm, build_llm_shape, head_loss, supervised_loss
-from harness.model.packing import Packing
+from harness.model.llm import build_llm, build_llm_shape, head_loss, supervised_loss
+from harness.model.packing import Packing, packs
 from harness.model.vision import FrameEmbedding, VisionEncoder
 
 
@@ -66,7 +66,7 @@ class MultimodalLM(nn.Module):
         inputs = {"inputs_embeds": embeds, "attention_mask": mask, "position_ids": positions, "use_cache": False}
         if labels is not None and q:
             labels = torch.cat([labels.new_full((labels.shape[0], q), -100), labels], dim=1)  # no loss on visuals
-        if labels is not None and pack and self.llm.config.model_type in PLAIN_HEAD:
+        if labels is not None and pack and packs(self.llm):
             packing = Packing.of(mask.bool())
             packed = {"inputs_embeds": packing.pack(embeds), "attention_mask": packing.attention_mask(),
                       "position_ids": packing.pack(positions), "use_cache": False}

@@ -14,6 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
+
+from harness.model.llm import PLAIN_HEAD
+
+
+def packs(llm: nn.Module) -> bool:
+    """Whether `llm` can train packed: an output head that is one product (the loss is taken on the unpacked hidden
+    states, `harness.model.llm.head_loss`) and SDPA attention, which reads the boolean block-diagonal mask as a mask
+    (eager attention would add it to the scores as 0 / 1 and let the samples see each other). Other LLMs train on
+    the padded batch."""
+    return llm.config.model_type in PLAIN_HEAD and getattr(llm.config, "_attn_implementation", None) == "sdpa"
 
 
 def first_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
@@ -46,15 +57,16 @@ class Packing:
     def of(cls, mask: torch.Tensor) -> Packing:
         """The packing of a padded batch's real positions (`mask` [B, L], True = real)."""
         B, L = mask.shape
+        device, mask = mask.device, mask.cpu()  # built on the host (one copy from an accelerator), then moved
         lengths = mask.sum(1).tolist()
         rows = first_fit_decreasing(lengths, L)
-        positions = [mask[b].nonzero().squeeze(1) + b * L for b in range(B)]
+        positions = mask.flatten().nonzero().squeeze(1).split(lengths)  # each sample's, in order
         source = torch.full((len(rows), L), B * L, dtype=torch.long)
         segment = torch.full((len(rows), L), -1, dtype=torch.long)
         for r, row in enumerate(rows):
             at = 0
             for b in row:
-                n = int(lengths[b])
+                n = lengths[b]
                 source[r, at:at + n] = positions[b]
                 segment[r, at:at + n] = b
                 at += n
@@ -62,7 +74,6 @@ class Packing:
         filled = (slots < B * L).nonzero().squeeze(1)
         real = slots[filled]
         order = real.argsort()
-        device = mask.device
         return cls(source.to(device), filled[order].to(device), real[order].to(device), segment.to(device), (B, L))
 
     @property
