@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_model import conf, frames, images, make, text
 
 from harness.config.schema import StageConfig
 from harness.model import apply_freeze_policy
 from harness.model.packing import Packing, first_fit_decreasing
-from tests.test_model import conf, frames, images, make, text
 
 
 def test_first_fit_decreasing_places_every_sample_once_within_the_capacity():
