@@ -63,7 +63,6 @@ class MultimodalLM(nn.Module):
         q = embeds.shape[1] - input_ids.shape[1]  # prefix length (0 for cross_attn)
         # Positions count only attended tokens (as generate does), so a masked prefix does not shift the text.
         positions = (mask.long().cumsum(1) - 1).clamp(min=0)
-        inputs = {"inputs_embeds": embeds, "attention_mask": mask, "position_ids": positions, "use_cache": False}
         if labels is not None and q:
             labels = torch.cat([labels.new_full((labels.shape[0], q), -100), labels], dim=1)  # no loss on visuals
         if labels is not None and pack and packs(self.llm):
@@ -73,6 +72,7 @@ class MultimodalLM(nn.Module):
             with self.fusion.attach(visual, vmask, packing):
                 hidden = packing.unpack(self.llm.get_decoder()(**packed).last_hidden_state)
             return CausalLMOutputWithPast(loss=head_loss(self.llm, hidden, labels))
+        inputs = {"inputs_embeds": embeds, "attention_mask": mask, "position_ids": positions, "use_cache": False}
         with self.fusion.attach(visual, vmask):
             if labels is None:
                 return CausalLMOutputWithPast(logits=self.llm(**inputs).logits[:, q:])

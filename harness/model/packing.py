@@ -47,7 +47,6 @@ def first_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
 class Packing:
     """Where each real position of a padded batch [B, L] sits in the packed rows [R, L]."""
 
-    source: torch.Tensor  # [R, L] flat index into the padded [B * L] positions; B * L for a packed row's padding
     target: torch.Tensor  # [N] flat index into the packed [R * L] slots of each real position, in padded order
     real: torch.Tensor  # [N] flat index of each real position in the padded [B * L]
     segment: torch.Tensor  # [R, L] the sample each slot holds; -1 for padding
@@ -61,7 +60,7 @@ class Packing:
         lengths = mask.sum(1).tolist()
         rows = first_fit_decreasing(lengths, L)
         positions = mask.flatten().nonzero().squeeze(1).split(lengths)  # each sample's, in order
-        source = torch.full((len(rows), L), B * L, dtype=torch.long)
+        source = torch.full((len(rows), L), B * L, dtype=torch.long)  # each slot's padded position; B * L: padding
         segment = torch.full((len(rows), L), -1, dtype=torch.long)
         for r, row in enumerate(rows):
             at = 0
@@ -74,18 +73,18 @@ class Packing:
         filled = (slots < B * L).nonzero().squeeze(1)
         real = slots[filled]
         order = real.argsort()
-        return cls(source.to(device), filled[order].to(device), real[order].to(device), segment.to(device), (B, L))
+        return cls(filled[order].to(device), real[order].to(device), segment.to(device), (B, L))
 
     @property
     def rows(self) -> int:
-        return self.source.shape[0]
+        return self.segment.shape[0]
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """[B, L, ...] -> [R, L, ...]: the real positions end to end, zeros in a row's padding."""
         B, L = self.shape
         flat = x.reshape(B * L, *x.shape[2:])
-        flat = torch.cat([flat, flat.new_zeros(1, *flat.shape[1:])])
-        return flat[self.source.flatten()].view(self.rows, L, *x.shape[2:])
+        out = flat.new_zeros(self.rows * L, *flat.shape[1:]).index_copy(0, self.target, flat[self.real])
+        return out.view(self.rows, L, *x.shape[2:])
 
     def unpack(self, x: torch.Tensor) -> torch.Tensor:
         """[R, L, ...] -> [B, L, ...]: each real position back in its place, zeros at the padding."""
