@@ -201,8 +201,30 @@ def evaluate_saved(store: Store, target: str, blind: bool = False, splits: str |
     if run_id is not None:
         prefix = "blind/" if blind else "rescored/"
         client = store.client()
-        scale = benchmark_scale or config.world.benchmark_scale
+        scale, judged_by, now = str(benchmark_scale or config.world.benchmark_scale), eval_cfg.judge.name, \
+            parse_splits(eval_cfg.splits)
+        kept = [] if judge else earlier_rows(store, client.get_run(run_id), prefix, scale, judged_by, now)
         log_batch(client, run_id, metrics={prefix + k: v for k, v in metrics.items()},
-                  tags={f"ablate.{prefix}benchmark_scale": str(scale), f"ablate.{prefix}splits": eval_cfg.splits})
-        store.log_text(client, run_id, predictions_text(rows), f"{prefix}{PREDICTIONS}")
+                  tags={f"ablate.{prefix}benchmark_scale": scale, f"ablate.{prefix}judge": judged_by,
+                        f"ablate.{prefix}splits": ",".join(dict.fromkeys([r["split"] for r in kept] + now))})
+        store.log_text(client, run_id, predictions_text(kept + rows), f"{prefix}{PREDICTIONS}")
     return metrics, rows
+
+
+def earlier_rows(store: Store, run, prefix: str, scale: str, judge: str, splits: list[str]) -> list[dict]:
+    """The rows of a run's last `prefix` scoring (`rescored/`, `blind/`) to keep beside a new one on `splits`: those
+    of the other splits, when both drew the benchmark at the same scale and judged with the same judge. So `ablate
+    eval RUN --splits b` after `--splits a` leaves both in `<prefix>predictions.jsonl`, as MLflow keeps both
+    splits' metrics; a scoring at another scale or by another judge replaces them all."""
+    tags = run.data.tags
+    if tags.get(f"ablate.{prefix}benchmark_scale") != scale or tags.get(f"ablate.{prefix}judge", judge) != judge:
+        return []
+    path = store.artifact_file(run.info.artifact_uri, f"{prefix}{PREDICTIONS}")
+    if path is None:
+        try:
+            path = Path(store.client().download_artifacts(run.info.run_id, f"{prefix}{PREDICTIONS}"))
+        except Exception:
+            return []
+    from harness.evaluation.benchmark import read_predictions
+
+    return [row for row in read_predictions(path) if row["split"] not in splits]

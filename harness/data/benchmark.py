@@ -54,6 +54,18 @@ def openvqa_video_item(seed: int, dataset: str, i: int, category: str, num_frame
     return video, item_json(dataset, "video_qa", key, category, q, held_out_prompt("video_qa", key, q), a)
 
 
+VIDEO_10X = "openvqa_video_10x"
+
+
+def openvqa_video_10x_items(world) -> list[tuple[dict, dict]]:
+    """The items of the 10x video split: 1,480, drawn like the 148 of `openvqa_video` (its categories in its
+    proportions, held-out phrasings) from their own seed stream. A split that brings its own items
+    (`harness.evaluation.splits`), so a run's world gains it when the run is first scored on it, at any benchmark
+    scale, without being rebuilt."""
+    return [openvqa_video_item(world.seed, VIDEO_10X, i, c, world.num_frames)
+            for i, c in enumerate(category_plan(OPENVQA_VIDEO, 10))]
+
+
 def mme_items(seed: int, subtask: str, j: int) -> tuple[dict, list[dict]]:
     """(scene, [yes json, no json]) of MME image j of a subtask: both questions share `pair_id`."""
     rng = random.Random(f"{seed}/bench/mme/{subtask}/{j}")

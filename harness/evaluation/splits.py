@@ -5,7 +5,8 @@ The evaluation loop (which decoding and which scorer), config validation (`eval.
 split's items), the report (section titles, the columns of non-category splits, the order of sections) and the
 grid's progress line all read `SPLITS`. Nothing here imports torch, so validating a config stays fast.
 
-The built-in splits' items are written by the world (`harness/data/world.py`, `harness/data/benchmark.py`). A
+The built-in splits' items are written by the world (`harness/data/world.py`, `harness/data/benchmark.py`), except
+`openvqa_video_10x`'s, which come as a split's own items do (below), so any finished run can be scored on them. A
 package adds a split through the `ablate.splits` entry-point group, naming a `Split` whose `items` makes them:
 
 ```toml
@@ -72,12 +73,21 @@ class Split:
                               f"'{self.generation}'")
 
 
+def _video_10x_items(world):
+    """`openvqa_video_10x`'s items (imported when the split is first written: this module stays light)."""
+    from harness.data.benchmark import openvqa_video_10x_items
+
+    return openvqa_video_10x_items(world)
+
+
 BUILT_IN = (  # in report order
     Split("openvqa_image", "openvqa", "openvqa", "Open-VQA, image (the paper's Table 3 layout)",
           short="Open-VQA image"),
     Split("openvqa_image_10x", "openvqa", "openvqa", "Open-VQA, image, 10x split (more statistical power)",
           short="image 10x"),
     Split("openvqa_video", "openvqa", "openvqa", "Open-VQA, video", short="video"),
+    Split("openvqa_video_10x", "openvqa", "openvqa", "Open-VQA, video, 10x split (more statistical power)",
+          items=_video_10x_items, items_version=1, short="video 10x"),
     Split("mme", "mme", "short", "MME-style yes/no pairs (score = acc + acc+, max 200 per subtask)",
           ("score", "acc", "*/score"), short="MME acc"),
     Split("probes", "probes", "long", "Instruction-following probes",
