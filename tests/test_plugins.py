@@ -95,7 +95,7 @@ def test_a_plugin_split_is_known_everywhere_a_split_is_and_its_items_version_is_
     from harness.evaluation.splits import SPLITS, Split, get_split, headline_scores, known_splits
     from harness.resolve import eval_settings
 
-    assert known_splits() == ["openvqa_image", "openvqa_image_10x", "openvqa_video", "mme", "probes", "count_only"]
+    assert known_splits() == ["openvqa_image", "openvqa_image_10x", "openvqa_video", "openvqa_video_10x", "mme", "probes", "count_only"]
     run = resolve("lynx", cli={"eval.splits": "probes,count_only"})
     assert eval_settings(run.config)["eval.split_items"] == {"count_only": 1}
     assert "eval.split_items" not in eval_settings(resolve("lynx").config)  # built-in splits: keys as before

@@ -37,9 +37,10 @@ def known_results(seeds: tuple[int, ...]) -> dict[tuple[str, int], dict[str, tup
     return results
 
 
-def rows_of(items: dict[str, tuple[str, bool]], split: str) -> str:
-    """A run's predictions.jsonl for `items` (key -> (category, right?))."""
-    return "".join(json.dumps({"keys": key, "split": split, "category": cat, "question": "q?", "answer": "a",
+def rows_of(items: dict[str, tuple[str, bool]], split: str | None = None) -> str:
+    """A run's predictions.jsonl for `items` (key -> (category, right?)); without `split`, each item's split is its
+    key's first part ('openvqa_video_10x-Action-0001')."""
+    return "".join(json.dumps({"keys": key, "split": split or key.rsplit("-", 2)[0], "category": cat, "question": "q?", "answer": "a",
                                "pair_id": "", "probe": "", "prediction": "a" if ok else "b", "correct": ok}) + "\n"
                    for key, (cat, ok) in items.items())
 
@@ -47,7 +48,7 @@ def rows_of(items: dict[str, tuple[str, bool]], split: str) -> str:
 def log_grid(uri: str, name: str, seeds: tuple[int, ...], larger: dict | None = None,
              threads: dict | None = None) -> dict:
     """The grid as `ablate grid run` leaves it in MLflow, logged through the server. `larger`: (variant, seed) ->
-    items of the 10x image split, logged as `ablate eval RUN --benchmark-scale 10` leaves them. `threads`:
+    items of the 10x splits, logged as `ablate eval RUN --benchmark-scale 10` leaves them. `threads`:
     (variant, seed) -> the torch thread count a run logs (1 where not given)."""
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment(name)
@@ -72,8 +73,7 @@ def log_grid(uri: str, name: str, seeds: tuple[int, ...], larger: dict | None = 
         client.log_text(run_id, rows_of(items, "openvqa_image"), "predictions.jsonl")
         if larger and (variant, seed) in larger:
             client.set_tag(run_id, "ablate.rescored/benchmark_scale", "10")
-            client.log_text(run_id, rows_of(larger[(variant, seed)], "openvqa_image_10x"),
-                            "rescored/predictions.jsonl")
+            client.log_text(run_id, rows_of(larger[(variant, seed)]), "rescored/predictions.jsonl")
         client.set_terminated(run_id, "FINISHED")
     client.set_terminated(parent, "FINISHED")
     return results
@@ -212,24 +212,34 @@ def test_unfinished_runs_are_listed_as_such_and_left_out_of_the_tables(mlflow_se
 
 def test_runs_scored_on_a_larger_benchmark_get_their_own_verdict_table(mlflow_server, tmp_path):
     """After `ablate eval RUN --benchmark-scale 10` on every run, the report adds the verdicts measured on the
-    larger benchmark's rows (here a 10x split where the variant is as good as the baseline), exactly as computed
-    from them; while a run is still to do, it says so instead."""
+    larger benchmark's rows (here a 10x image split where the variant is as good as the baseline) and the paper's
+    video column on the 10x video split (where it is worse), exactly as computed from them; while a run is still to
+    do, it says so instead."""
     seeds = (0, 1)
     rng = np.random.default_rng(5)
-    larger = {(v, s): {f"openvqa_image_10x-{cat}-{i:04d}": (cat, bool(rng.random() < 0.5))
-                       for cat, n in CATEGORIES.items() for i in range(10 * n)} for v in SKILL for s in seeds}
-    log_grid(mlflow_server, "larger-all", seeds, larger)
+    image = {(v, s): {f"openvqa_image_10x-{cat}-{i:04d}": (cat, bool(rng.random() < 0.5))
+                      for cat, n in CATEGORIES.items() for i in range(10 * n)} for v in SKILL for s in seeds}
+    video = {(v, s): {f"openvqa_video_10x-{cat}-{i:04d}": (cat, bool(rng.random() < (0.6 if v == "lynx" else 0.3)))
+                      for cat, n in (("Action", 60), ("Others", 20)) for i in range(n)} for v in SKILL for s in seeds}
+    log_grid(mlflow_server, "larger-all", seeds, {run: {**image[run], **video[run]} for run in image})
     (tmp_path / "all").mkdir()
     _, verdicts = report(tmp_path / "all", mlflow_server, "larger-all", seeds)
     folder = tmp_path / "all" / "out" / "reports" / "larger-all"
     on_larger = read_table(folder / "verdicts_larger_benchmark.csv")
-    mean, low, high = bootstrap(larger, seeds)
+    mean, low, high = bootstrap(image, seeds)
     assert on_larger["w_cross_attn"]["Δ mechanism [95% CI]"] == f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]"
     assert on_larger["w_cross_attn"]["verdict"] == ("inconclusive" if low < 0 < high else "reproduced")
     assert verdicts["w_cross_attn"]["verdict"] == "reproduced"  # the grid's own benchmark: unchanged
-    assert "Verdicts on 10 times the benchmark" in (folder / "report.md").read_text()
+    text = (folder / "report.md").read_text()
+    assert "Verdicts on 10 times the benchmark" in text and "measured on `openvqa_video_10x`" in text
+    column = read_table(folder / "video_column_larger_benchmark.csv")["w_cross_attn"]
+    mean, low, high = bootstrap(video, seeds)
+    assert column["Δ Open-VQA video [95% CI]"] == f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]"
+    assert column["paper Δ video"] == f"{51.35 - 66.22:+.1f}"  # the paper's own, from the variant files
+    assert column["paper's direction"] == "reproduced" and high < 0
+    assert not (folder / "video_column.csv").exists()  # the grid's own benchmark scored no video here
 
-    log_grid(mlflow_server, "larger-some", seeds, {("lynx", 0): larger[("lynx", 0)]})
+    log_grid(mlflow_server, "larger-some", seeds, {("lynx", 0): image[("lynx", 0)]})
     (tmp_path / "some").mkdir()
     report(tmp_path / "some", mlflow_server, "larger-some", seeds)
     folder = tmp_path / "some" / "out" / "reports" / "larger-some"

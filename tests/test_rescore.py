@@ -134,3 +134,14 @@ def test_eval_on_a_larger_benchmark_scores_the_same_model_on_more_items(quick_st
     assert again.data.tags["ablate.rescored/benchmark_scale"] == "2"
     assert again.data.metrics["rescored/eval/probes/yes_no/n"] == 2 * run.data.metrics["eval/probes/yes_no/n"]
     assert again.data.metrics["eval/probes/yes_no/n"] == run.data.metrics["eval/probes/yes_no/n"]  # its own: kept
+
+    # Another split at the same scale joins the earlier rows, as its metrics join theirs in MLflow ...
+    assert main(["--out", out, "eval", run.info.run_id, "--benchmark-scale", "2", "--splits", "mme"]) == 0
+    again = client.get_run(run.info.run_id)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r for r in rows if r["split"] == "probes"] == list(larger.values())
+    assert {r["split"] for r in rows} == {"probes", "mme"} and again.data.tags["ablate.rescored/splits"] == "probes,mme"
+    # ... while a scoring at another scale replaces them all.
+    assert main(["--out", out, "eval", run.info.run_id, "--splits", "mme"]) == 0
+    assert {json.loads(line)["split"] for line in path.read_text().splitlines()} == {"mme"}
+    assert client.get_run(run.info.run_id).data.tags["ablate.rescored/splits"] == "mme"

@@ -112,6 +112,26 @@ def test_benchmark_scale_10_plans_a_10x_image_split():
     assert not any(item[1] == "openvqa_image_10x" for item in _bench_plan(1))
 
 
+def test_the_10x_video_split_draws_new_items_like_the_148(world):
+    """`openvqa_video_10x` brings its own items: ten times the video split's categories in its proportions, with
+    held-out phrasings and keys of their own, the same for the same world config."""
+    from harness.data.benchmark import openvqa_video_10x_items
+    from harness.evaluation.splits import get_split
+
+    config = WorldConfig(**{k: world.manifest["generator"][k] for k in WorldConfig.__dataclass_fields__})
+    items = openvqa_video_10x_items(config)
+    metas = [meta for _, meta in items]
+    assert Counter(m["category"] for m in metas) == Counter({c: 10 * n for c, n in OPENVQA_VIDEO.items()})
+    assert {m["task"] for m in metas} == {"video_qa"} and len({m["key"] for m in metas}) == 1480
+    own = [s["json"] for s in iter_samples(world.shards("openvqa_video"))]
+    assert not {m["key"] for m in metas} & {m["key"] for m in own}
+    pairs = [(m["question"], m["answer"]) for m in metas[:len(own)]]
+    assert sum(p == (m["question"], m["answer"]) for p, m in zip(pairs, own, strict=True)) < len(own) / 2  # new draws
+    assert metas[:5] == [meta for _, meta in openvqa_video_10x_items(config)[:5]]
+    split = get_split("openvqa_video_10x")
+    assert split.items is not None and split.kind == "openvqa"
+
+
 def test_mme_has_one_yes_and_one_no_question_per_image(world):
     pairs = defaultdict(list)
     for s in iter_samples(world.shards("mme")):
