@@ -113,12 +113,13 @@ def larger_benchmark(store: Store, config: RunConfig, scale: int):
     return build_world(dataclasses.replace(config.world, benchmark_scale=scale), store.cache)
 
 
-def saved_predictions(store: Store, run) -> list[dict] | None:
-    """A run's latest prediction rows, or None when it has none that can be read."""
-    path = store.artifact_file(run.info.artifact_uri, PREDICTIONS)
+def saved_predictions(store: Store, run, name: str = PREDICTIONS) -> list[dict] | None:
+    """A run's latest prediction rows (or those of its artifact `name`, e.g. `rescored/predictions.jsonl`), or None
+    when it has none that can be read."""
+    path = store.artifact_file(run.info.artifact_uri, name)
     if path is None:
         try:
-            path = Path(store.client().download_artifacts(run.info.run_id, PREDICTIONS))
+            path = Path(store.client().download_artifacts(run.info.run_id, name))
         except Exception:
             return None
     from harness.evaluation.benchmark import read_predictions
@@ -219,12 +220,4 @@ def earlier_rows(store: Store, run, prefix: str, scale: str, judge: str, splits:
     tags = run.data.tags
     if tags.get(f"ablate.{prefix}benchmark_scale") != scale or tags.get(f"ablate.{prefix}judge", judge) != judge:
         return []
-    path = store.artifact_file(run.info.artifact_uri, f"{prefix}{PREDICTIONS}")
-    if path is None:
-        try:
-            path = Path(store.client().download_artifacts(run.info.run_id, f"{prefix}{PREDICTIONS}"))
-        except Exception:
-            return []
-    from harness.evaluation.benchmark import read_predictions
-
-    return [row for row in read_predictions(path) if row["split"] not in splits]
+    return [row for row in saved_predictions(store, run, f"{prefix}{PREDICTIONS}") or [] if row["split"] not in splits]
