@@ -127,11 +127,13 @@ def cmd_grid_run(args) -> int:
         for variant, settings in best.items():
             print(f"{variant}: its best sweep settings, {settings_text(settings)}")
     outcome = run_grid(experiment, store, parse_overrides(args.overrides), retry_failed=args.retry_failed,
-                       per_variant=best)
+                       per_variant=best, reuse=not args.no_reuse)
     print(
         f"{experiment.name}: {len(outcome.finished)} ran, "
         + (f"{len(outcome.rescored)} scored again (evaluation changed), " if outcome.rescored else "")
-        + f"{len(outcome.skipped)} skipped (already finished), {len(outcome.busy)} busy elsewhere, "
+        + f"{len(outcome.skipped)} skipped (already finished"
+        + (f"; {len(outcome.copied)} of them copied from other experiments" if outcome.copied else "")
+        + f"), {len(outcome.busy)} busy elsewhere, "
         f"{len(outcome.failed)} failed; store: {args.out}"
     )
     for name, reason in outcome.failed.items():
@@ -147,7 +149,7 @@ def cmd_grid_submit(args) -> int:
     experiment = load_experiment(args.experiment, scale=args.scale, seeds=args.seeds)
     outcome = submit_grid(experiment, _store(args), parse_overrides(args.overrides), executor=args.executor,
                           wait=not args.no_wait, retry_failed=args.retry_failed, timeout_min=args.timeout_min,
-                          partition=args.partition)
+                          partition=args.partition, reuse=not args.no_reuse)
     print(f"{experiment.name}: {len(outcome.submitted)} submitted, {len(outcome.finished)} ran, "
           f"{len(outcome.skipped)} skipped (already finished), {len(outcome.failed)} failed; store: {args.out}")
     for name, reason in outcome.failed.items():
@@ -166,9 +168,11 @@ def cmd_run(args) -> int:
     resolve(args.variant, scale, args.seed)  # an unknown variant or scale fails here, with its suggestion
     experiment = Experiment(name=f"run-{args.variant}", path=Path(f"ablate run {args.variant}"), scale=scale,
                             baseline=args.variant, variants=(), seeds=(args.seed,))
-    outcome = run_grid(experiment, _store(args), parse_overrides(args.overrides), retry_failed=args.retry_failed)
+    outcome = run_grid(experiment, _store(args), parse_overrides(args.overrides), retry_failed=args.retry_failed,
+                       reuse=not args.no_reuse)
     state = ("failed" if outcome.failed else "scored again (evaluation settings changed; not retrained)"
-             if outcome.rescored else "skipped (already finished)" if outcome.skipped else "done")
+             if outcome.rescored else "copied from another experiment of the output folder (trained there)"
+             if outcome.copied else "skipped (already finished)" if outcome.skipped else "done")
     print(f"{args.variant} at {scale}, seed {args.seed}: {state}; MLflow experiment '{experiment.name}' in "
           f"{args.out} (`ablate ui` to browse)")
     for name, reason in outcome.failed.items():
@@ -424,6 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--scale", default=None, help="scale preset (default: tiny)")
     quick.add_argument("--seed", type=int, default=0)
     quick.add_argument("--retry-failed", action="store_true", help="run it again if it failed before")
+    quick.add_argument("--no-reuse", action="store_true",
+                     help="train here even a run another experiment of the output folder finished (by default "
+                          "it is copied: same run key, same training)")
     quick.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-4")
     quick.set_defaults(func=cmd_run)
 
@@ -435,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=None, help="parallel worker processes")
     run.add_argument("--seeds", default=None, help="override the experiment's seeds, e.g. 0,1")
     run.add_argument("--retry-failed", action="store_true", help="run failed runs again (killed ones always are)")
+    run.add_argument("--no-reuse", action="store_true",
+                     help="train here even a run another experiment of the output folder finished (by default "
+                          "it is copied: same run key, same training)")
     run.add_argument("--from-sweep", action="store_true",
                      help="train each variant at its own best settings from `ablate sweep run` (the report lists them "
                           "among each variant's differences from the baseline)")
@@ -453,6 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--timeout-min", type=int, default=24 * 60, help="job time limit in minutes")
     submit.add_argument("--no-wait", action="store_true", help="return once submitted (check with `grid status`)")
     submit.add_argument("--retry-failed", action="store_true", help="submit failed runs again")
+    submit.add_argument("--no-reuse", action="store_true",
+                     help="train here even a run another experiment of the output folder finished (by default "
+                          "it is copied: same run key, same training)")
     submit.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides applied to every run")
     _shared_server(submit)
     submit.set_defaults(func=cmd_grid_submit)

@@ -59,6 +59,7 @@ class GridOutcome:
     skipped: list[str] = field(default_factory=list)  # already finished before
     rescored: list[str] = field(default_factory=list)  # finished before, scored again under new eval settings
     other_build: list[str] = field(default_factory=list)  # finished, but on another build of the world or zoo
+    copied: list[str] = field(default_factory=list)  # finished in another experiment of the store: copied, not trained
     busy: list[str] = field(default_factory=list)  # locked by another process
     failed: dict[str, str] = field(default_factory=dict)  # label -> reason
     submitted: dict[str, str] = field(default_factory=dict)  # label -> cluster job id (`submit_grid`)
@@ -378,11 +379,13 @@ def lock_held(store: Store, key: str) -> bool:
 
 
 def plan_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None, retry_failed: bool = False,
-              per_variant: dict[str, dict[str, Any]] | None = None):
+              per_variant: dict[str, dict[str, Any]] | None = None, reuse: bool = True):
     """Resolve every run, create the grid's parent run and a SCHEDULED child per run still to do, and decide what
     each needs; returns (client, runs, outcome so far, todo), todo holding (run, MLflow run id, score again only).
-    `run_grid` executes the todo list in local workers, `submit_grid` as cluster jobs."""
+    With `reuse`, a run that another experiment of a local store finished is copied, not trained
+    (`harness/reuse.py`). `run_grid` executes the todo list in local workers, `submit_grid` as cluster jobs."""
     from harness.assets import check_sources
+    from harness.reuse import copy_run, finished_elsewhere
 
     runs = experiment.expand(cli, per_variant)  # every config is validated before anything is written
     for run in runs:
@@ -421,6 +424,15 @@ def plan_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None =
                 outcome.busy.append(run.label)
                 continue
             previous = child_runs(client, exp_id, parent_id, run.key).get(run.key)  # now, not as of the first look
+            if previous is None and reuse and store.remote is None and \
+                    (source := finished_elsewhere(client, store, exp_id, run.key)) is not None:
+                previous = client.get_run(copy_run(client, store, source, exp_id, run_name(run),
+                                                   child_tags(run, parent_id, experiment.name)))
+                outcome.copied.append(run.label)
+                log.info("  copies  %-28s from experiment %s (trained there; --no-reuse trains it here)", run.label,
+                         client.get_experiment(source.info.experiment_id).name)
+                if on_other_build(previous, run, store):
+                    outcome.other_build.append(run.label)
             if previous is not None and previous.info.status == "FINISHED":
                 if scored_as_configured(previous, run):
                     outcome.skipped.append(run.label)
@@ -452,16 +464,26 @@ def plan_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None =
                 if retry_of:
                     client.delete_run(retry_of)
                     discard(folder)
-                run_id = client.create_run(exp_id, run_name=f"{run.variant.name}-s{run.config.seed}", tags={
-                    PARENT_TAG: parent_id, "ablate.run_key": run.key, "ablate.variant": run.variant.name,
-                    "ablate.seed": str(run.config.seed), "ablate.kind": "run", "ablate.grid": experiment.name,
-                    **{f"ablate.resolved.{key}": value for key, value in run.sources},
+                run_id = client.create_run(exp_id, run_name=run_name(run), tags={
+                    **child_tags(run, parent_id, experiment.name),
                     **({"ablate.retry_of": retry_of} if retry_of else {}),
                 }).info.run_id
                 client.update_run(run_id, status="SCHEDULED")
         progress_file(store.locks, run.key).unlink(missing_ok=True)  # a dead process's leftover
         todo.append((run, run_id, False))
     return client, runs, outcome, todo
+
+
+def run_name(run: ResolvedRun) -> str:
+    """A child run's MLflow name: 'lynx-s0'."""
+    return f"{run.variant.name}-s{run.config.seed}"
+
+
+def child_tags(run: ResolvedRun, parent_id: str, grid: str) -> dict[str, str]:
+    """The tags that place a run in its grid and name what it trains."""
+    return {PARENT_TAG: parent_id, "ablate.run_key": run.key, "ablate.variant": run.variant.name,
+            "ablate.seed": str(run.config.seed), "ablate.kind": "run", "ablate.grid": grid,
+            **{f"ablate.resolved.{key}": value for key, value in run.sources}}
 
 
 def _creates(client, exp_id: str, key: str, replaces: str | None) -> bool:
@@ -484,10 +506,12 @@ def _created_elsewhere(client, exp_id: str, parent_id: str, key: str, replaces: 
 
 
 def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None,
-             retry_failed: bool = False, per_variant: dict[str, dict[str, Any]] | None = None) -> GridOutcome:
+             retry_failed: bool = False, per_variant: dict[str, dict[str, Any]] | None = None,
+             reuse: bool = True) -> GridOutcome:
     """Resolve, then train and evaluate every missing run of `experiment` into `store`. Killed and stale runs run
-    again; failed ones only with `retry_failed` (a failure usually needs a fix first)."""
-    client, runs, outcome, todo = plan_grid(experiment, store, cli, retry_failed, per_variant)
+    again; failed ones only with `retry_failed` (a failure usually needs a fix first); with `reuse`, runs another
+    experiment of the store finished are copied (`plan_grid`)."""
+    client, runs, outcome, todo = plan_grid(experiment, store, cli, retry_failed, per_variant, reuse)
     parent_id = outcome.parent_run_id
     rescoring = sum(only for _, _, only in todo)
     if outcome.other_build:
@@ -495,8 +519,9 @@ def run_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = 
                     "changed since): %s. They are kept and reported as they are; to train them on the current "
                     "build, run the grid into a fresh --out", experiment.name, len(outcome.other_build),
                     ", ".join(outcome.other_build[:5]) + (" ..." if len(outcome.other_build) > 5 else ""))
-    log.info("grid %s: %d runs, %d already finished, %d to run%s with %d worker(s)",
-             experiment.name, len(runs), len(outcome.skipped), len(todo) - rescoring,
+    log.info("grid %s: %d runs, %d already finished%s, %d to run%s with %d worker(s)",
+             experiment.name, len(runs), len(outcome.skipped),
+             f" ({len(outcome.copied)} copied from other experiments)" if outcome.copied else "", len(todo) - rescoring,
              f" and {rescoring} to score again (evaluation settings changed)" if rescoring else "",
              experiment.workers)
     workers = min(experiment.workers, len(todo)) or 1
@@ -571,14 +596,14 @@ def _run_all(todo: list[tuple[ResolvedRun, str, bool]], store: Store, outcome: G
 
 def submit_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None = None, executor: str = "slurm",
                 wait: bool = True, retry_failed: bool = False, timeout_min: int = 24 * 60,
-                partition: str | None = None) -> GridOutcome:
+                partition: str | None = None, reuse: bool = True) -> GridOutcome:
     """Send one job per pending run through submitit: SLURM, or its local executor (jobs as local processes). The
     world and the zoo are built here first, so jobs never race on the cache; each job runs exactly what a grid
     worker runs (lock, re-check, train or score again), so a run is never executed twice. A job asks for the
     devices its scale preset trains on. With `wait`, each job's result is reported as it ends."""
     import submitit
 
-    client, runs, outcome, todo = plan_grid(experiment, store, cli, retry_failed)
+    client, runs, outcome, todo = plan_grid(experiment, store, cli, retry_failed, reuse=reuse)
     log.info("grid %s: %d runs, %d already finished, %d to submit to %s", experiment.name, len(runs),
              len(outcome.skipped), len(todo), executor)
     if not todo:

@@ -88,7 +88,7 @@ class Store:
         at = parts.index(anchor) if anchor == "mlartifacts" else len(parts) - 1 - parts[::-1].index(anchor)
         return self.root.joinpath(*parts[at:])
 
-    def _artifact_dir(self, artifact_uri: str) -> Path | None:
+    def artifact_dir(self, artifact_uri: str) -> Path | None:
         """The local folder of a run's artifacts (re-rooted into this output folder), or None where artifacts are
         not local files (a tracking server)."""
         parsed = urlparse(artifact_uri)
@@ -97,13 +97,13 @@ class Store:
     def artifact_file(self, artifact_uri: str, name: str) -> Path | None:
         """The local file of a run's artifact (also after the output folder moved), or None where the artifacts
         are not local files or the file is missing."""
-        folder = self._artifact_dir(artifact_uri)
+        folder = self.artifact_dir(artifact_uri)
         return folder / name if folder is not None and (folder / name).is_file() else None
 
     def log_text(self, client: MlflowClient, run_id: str, text: str, name: str) -> None:
         """Write a run's text artifact: into this folder's `mlartifacts` when artifacts are local files (MLflow keeps
         the absolute folder of when the experiment was created), through the tracking server otherwise."""
-        folder = self._artifact_dir(client.get_run(run_id).info.artifact_uri)
+        folder = self.artifact_dir(client.get_run(run_id).info.artifact_uri)
         if folder is None:
             client.log_text(run_id, text, name)
             return

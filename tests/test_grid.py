@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness.experiment import load_experiment
 from harness.grid import run_grid
@@ -175,6 +176,37 @@ def test_python_api_gives_the_reports_numbers_as_dataframes(smoke):
     runs = study.runs.set_index("variant")["eval/openvqa_image/acc"]
     assert deltas.loc["wo_adapter", "delta"] == pytest.approx(runs["wo_adapter"] - runs["lynx"], abs=1e-9)
     assert deltas.loc["wo_adapter", "low"] <= deltas.loc["wo_adapter", "delta"] <= deltas.loc["wo_adapter", "high"]
+
+
+def test_a_run_another_experiment_finished_is_copied_not_trained(smoke, tmp_path):
+    """A second experiment in the same output folder that lists a run the first one finished (the same run key)
+    copies it: its own MLflow run with the same metrics and loss history, tags and artifacts, and a report of its
+    own; `reuse=False` trains it again."""
+    experiment, store, _ = smoke
+    again = tmp_path / "again.yaml"
+    again.write_text(yaml.safe_dump({"name": "smoke_again", "scale": "tiny", "baseline": "lynx", "variants": [],
+                                     "seeds": [0], "overrides": dict(experiment.overrides)}))
+    copied = run_grid(load_experiment(again), store, FAST)
+    assert copied.ok and copied.copied == ["lynx seed 0"] == copied.skipped and not copied.finished
+    client = store.client()
+    original = load_grid_runs(store, experiment.name)[0].set_index("tags.ablate.variant").loc["lynx"]
+    runs, _ = load_grid_runs(store, "smoke_again")
+    (copy,) = runs.to_dict("records")
+    assert copy["tags.ablate.copied_from"] == f"{original['run_id']} (experiment smoke)"
+    assert copy["tags.ablate.run_key"] == original["tags.ablate.run_key"] and copy["run_id"] != original["run_id"]
+    assert copy["status"] == "FINISHED" and copy["tags.ablate.grid"] == "smoke_again"
+    metrics = [c for c in runs.columns if c.startswith("metrics.")]
+    assert metrics and all(copy[c] == original[c] for c in metrics)
+    history = [(m.step, m.value) for m in client.get_metric_history(copy["run_id"], "train/finetune/loss")]
+    assert history == [(m.step, m.value) for m in client.get_metric_history(original["run_id"], "train/finetune/loss")]
+    assert {a.path for a in client.list_artifacts(copy["run_id"])} == \
+        {a.path for a in client.list_artifacts(original["run_id"])}
+    assert "lynx" in write_report(load_experiment(again), store).read_text()
+
+    fresh = tmp_path / "fresh.yaml"
+    fresh.write_text(again.read_text().replace("smoke_again", "smoke_fresh"))
+    retrained = run_grid(load_experiment(fresh), store, FAST, reuse=False)
+    assert retrained.finished == ["lynx seed 0"] and not retrained.copied
 
 
 def test_changed_setting_is_a_new_run(smoke):

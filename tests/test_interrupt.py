@@ -107,7 +107,8 @@ def test_after_kill_9_mid_stage_the_run_resumes_and_ends_as_if_never_killed(quic
     assert run_grid(load_experiment(experiment_file(tmp_path / "straight.yaml", "straight", 1, [], settings)),
                     store).ok
     experiment = experiment_file(tmp_path / "exp.yaml", "killed", 1, [], settings)
-    proc = spawn("--out", str(store.root), "grid", "run", experiment, stdout=subprocess.DEVNULL,
+    # --no-reuse: train it here, though "straight" finished the same run (by default it would be copied)
+    proc = spawn("--out", str(store.root), "grid", "run", experiment, "--no-reuse", stdout=subprocess.DEVNULL,
                  stderr=subprocess.PIPE)
     wait_for_line(proc, "grid killed: 1 runs")
     (run,) = load_experiment(experiment).expand()
@@ -126,7 +127,7 @@ def test_after_kill_9_mid_stage_the_run_resumes_and_ends_as_if_never_killed(quic
     assert killed.info.status == "RUNNING", "the run ended before it could be killed"  # what kill -9 leaves
     assert json.loads(summary.read_text())["stage"] == "finetune"
 
-    outcome = run_grid(load_experiment(experiment), store)
+    outcome = run_grid(load_experiment(experiment), store, reuse=False)
     assert outcome.ok and outcome.finished == ["lynx seed 0"], outcome
     resumed = client.get_run(killed.info.run_id)  # the same MLflow run, now finished
     assert resumed.info.status == "FINISHED"
