@@ -385,7 +385,6 @@ def plan_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None =
     With `reuse`, a run that another experiment of a local store finished is copied, not trained
     (`harness/reuse.py`). `run_grid` executes the todo list in local workers, `submit_grid` as cluster jobs."""
     from harness.assets import check_sources
-    from harness.reuse import copy_run, finished_elsewhere
 
     runs = experiment.expand(cli, per_variant)  # every config is validated before anything is written
     for run in runs:
@@ -424,15 +423,8 @@ def plan_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None =
                 outcome.busy.append(run.label)
                 continue
             previous = child_runs(client, exp_id, parent_id, run.key).get(run.key)  # now, not as of the first look
-            if previous is None and reuse and store.remote is None and \
-                    (source := finished_elsewhere(client, store, exp_id, run.key)) is not None:
-                previous = client.get_run(copy_run(client, store, source, exp_id, run_name(run),
-                                                   child_tags(run, parent_id, experiment.name)))
-                outcome.copied.append(run.label)
-                log.info("  copies  %-28s from experiment %s (trained there; --no-reuse trains it here)", run.label,
-                         client.get_experiment(source.info.experiment_id).name)
-                if on_other_build(previous, run, store):
-                    outcome.other_build.append(run.label)
+            if reuse and store.remote is None and (previous is None or previous.info.status == "SCHEDULED"):
+                previous = _copied(client, store, exp_id, run, parent_id, experiment.name, outcome) or previous
             if previous is not None and previous.info.status == "FINISHED":
                 if scored_as_configured(previous, run):
                     outcome.skipped.append(run.label)
@@ -472,6 +464,33 @@ def plan_grid(experiment: Experiment, store: Store, cli: dict[str, Any] | None =
         progress_file(store.locks, run.key).unlink(missing_ok=True)  # a dead process's leftover
         todo.append((run, run_id, False))
     return client, runs, outcome, todo
+
+
+def _copied(client, store: Store, exp_id: str, run: ResolvedRun, parent_id: str, grid: str, outcome: GridOutcome):
+    """This grid's copy of `run` when another experiment of the store finished it on this build (`harness/reuse.py`),
+    replacing a placeholder that a plan left SCHEDULED; None when there is none to copy or copying failed (the run
+    then trains here)."""
+    from harness.reuse import copy_run, finished_elsewhere
+    from harness.runner import run_tags
+
+    source = finished_elsewhere(client, store, exp_id, run.key, lambda r: not on_other_build(r, run, store))
+    if source is None:
+        return None
+    labels = {k: v for k, v in run_tags(run).items() if k.startswith("ablate.")}  # this run's names, not the source's
+    try:
+        copy = client.get_run(copy_run(client, store, source, exp_id, run_name(run),
+                                       {**labels, **child_tags(run, parent_id, grid)}))
+        for placeholder in find_runs(client, exp_id, mlflow__parentRunId=parent_id, ablate__run_key=run.key):
+            if placeholder.info.status == "SCHEDULED":  # the copy is older (the source's start): it must go
+                client.delete_run(placeholder.info.run_id)
+    except Exception as err:
+        log.warning("  could not copy %s from run %s (%s: %s); it trains here instead", run.label,
+                    source.info.run_id, type(err).__name__, err)
+        return None
+    outcome.copied.append(run.label)
+    log.info("  copies  %-28s from experiment %s (trained there; --no-reuse trains it here)", run.label,
+             client.get_experiment(source.info.experiment_id).name)
+    return copy
 
 
 def run_name(run: ResolvedRun) -> str:

@@ -184,6 +184,7 @@ def evaluate_saved(store: Store, target: str, blind: bool = False, splits: str |
     if splits:
         parse_splits(splits)
     config, folder, run_id = load_saved(store, target)
+    own_judge = config.eval.judge.name  # what a scoring without --judge judged with
     eval_cfg = config.eval
     if splits:
         eval_cfg = dataclasses.replace(eval_cfg, splits=splits)
@@ -200,24 +201,47 @@ def evaluate_saved(store: Store, target: str, blind: bool = False, splits: str |
         model, assets, data = restore(store, config, folder, benchmark_scale)
         metrics, rows, _ = run_benchmark(model, assets, data, config, blind=blind)
     if run_id is not None:
-        prefix = "blind/" if blind else "rescored/"
-        client = store.client()
-        scale, judged_by, now = str(benchmark_scale or config.world.benchmark_scale), eval_cfg.judge.name, \
-            parse_splits(eval_cfg.splits)
-        kept = [] if judge else earlier_rows(store, client.get_run(run_id), prefix, scale, judged_by, now)
-        log_batch(client, run_id, metrics={prefix + k: v for k, v in metrics.items()},
-                  tags={f"ablate.{prefix}benchmark_scale": scale, f"ablate.{prefix}judge": judged_by,
-                        f"ablate.{prefix}splits": ",".join(dict.fromkeys([r["split"] for r in kept] + now))})
-        store.log_text(client, run_id, predictions_text(kept + rows), f"{prefix}{PREDICTIONS}")
+        record_scoring(store, run_id, "blind/" if blind else "rescored/", metrics, rows,
+                       str(benchmark_scale or config.world.benchmark_scale), eval_cfg.judge.name, own_judge,
+                       parse_splits(eval_cfg.splits))
     return metrics, rows
 
 
-def earlier_rows(store: Store, run, prefix: str, scale: str, judge: str, splits: list[str]) -> list[dict]:
+def record_scoring(store: Store, run_id: str, prefix: str, metrics: dict, rows: list[dict], scale: str, judge: str,
+                   own_judge: str, splits: list[str]) -> None:
+    """Log an on-demand scoring under `prefix`: its rows (with an earlier scoring's rows of other splits, see
+    `earlier_rows`) first, then its metrics and the tags that name it, as a run's own evaluation is logged. Held
+    under the run's lock, so two scorings of one run, or a grid copying it, never interleave."""
+    from harness.grid import run_lock
+
+    client = store.client()
+    run = client.get_run(run_id)
+    with run_lock(store, run.data.tags.get("ablate.run_key", run_id), wait_s=600) as held:
+        if not held:
+            raise AblateError(f"run {run_id} stayed locked by another process for 10 minutes (training it, or "
+                              "scoring it); its scores were not logged. Run the same command again once it is done")
+        run = client.get_run(run_id)  # as of now, under the lock
+        kept = earlier_rows(store, run, prefix, scale, judge, own_judge, splits)
+        store.log_text(client, run_id, predictions_text(kept + rows), f"{prefix}{PREDICTIONS}")
+        log_batch(client, run_id, metrics={prefix + k: v for k, v in metrics.items()},
+                  tags={f"ablate.{prefix}benchmark_scale": scale, f"ablate.{prefix}judge": judge,
+                        f"ablate.{prefix}splits": ",".join(dict.fromkeys([r["split"] for r in kept] + splits))})
+
+
+def earlier_rows(store: Store, run, prefix: str, scale: str, judge: str, own_judge: str,
+                 splits: list[str]) -> list[dict]:
     """The rows of a run's last `prefix` scoring (`rescored/`, `blind/`) to keep beside a new one on `splits`: those
-    of the other splits, when both drew the benchmark at the same scale and judged with the same judge. So `ablate
-    eval RUN --splits b` after `--splits a` leaves both in `<prefix>predictions.jsonl`, as MLflow keeps both
-    splits' metrics; a scoring at another scale or by another judge replaces them all."""
+    of the other splits, when both drew the benchmark at the same scale and judged with the same judge (a scoring
+    logged before the judge was tagged judged with the run's own, `own_judge`). So `ablate eval RUN --splits b`
+    after `--splits a` leaves both in `<prefix>predictions.jsonl`, as MLflow keeps both splits' metrics; a scoring
+    at another scale or by another judge replaces them all, and says so."""
     tags = run.data.tags
-    if tags.get(f"ablate.{prefix}benchmark_scale") != scale or tags.get(f"ablate.{prefix}judge", judge) != judge:
+    before = [s for s in tags.get(f"ablate.{prefix}splits", "").split(",") if s and s not in splits]
+    earlier = (tags.get(f"ablate.{prefix}benchmark_scale"), tags.get(f"ablate.{prefix}judge", own_judge))
+    if earlier != (scale, judge):
+        if before and earlier[0] is not None:
+            log.warning("run %s: this scoring (benchmark scale %s, judge %s) replaces the earlier %s one of %s "
+                        "(scale %s, judge %s); give the same --benchmark-scale and judge to keep both",
+                        run.info.run_id, scale, judge, prefix.rstrip("/"), ", ".join(before), *earlier)
         return []
     return [row for row in saved_predictions(store, run, f"{prefix}{PREDICTIONS}") or [] if row["split"] not in splits]

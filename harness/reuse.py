@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
+from typing import Any
 
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
@@ -24,12 +26,17 @@ from harness.tracking import MAX_PARAMS_PER_BATCH, Store
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
 COPIED_FROM = "ablate.copied_from"
-OWN_TAGS = ("mlflow.", "ablate.grid", COPIED_FROM)  # tags of a run's place, not of what it trained
+# Tags of a run's place and history, not of what it trained: never copied (the copy gets its own).
+OWN_TAGS = ("mlflow.", "ablate.grid", "ablate.sweep", "ablate.study", "ablate.trial", "ablate.search_params",
+            "ablate.retry_of", "ablate.resumed_from", COPIED_FROM)
+CANDIDATES = 20  # finished runs of one key looked at, newest first
 
 
-def finished_elsewhere(client: MlflowClient, store: Store, exp_id: str, key: str):
-    """The newest finished run of run key `key` in another experiment of the store whose checkpoint is still on
-    disk (so a copy can be scored again), or None."""
+def finished_elsewhere(client: MlflowClient, store: Store, exp_id: str, key: str, usable: Callable[[Any], bool]):
+    """The newest finished grid run of run key `key` in another experiment of the store that `usable(run)`
+    accepts (the grid passes: trained on the build this code makes) and whose predictions and checkpoint are still
+    there (so a copy can be reported and scored again), or None. Sweep trials are not taken: they carry a trial's
+    settings and history."""
     if not (checkpoint_dir(store, key) / "trainable.pt").is_file():
         return None
     others = [e.experiment_id for e in client.search_experiments() if e.experiment_id != exp_id]
@@ -37,26 +44,37 @@ def finished_elsewhere(client: MlflowClient, store: Store, exp_id: str, key: str
         return None
     found = client.search_runs(others, filter_string=f"tags.`ablate.run_key` = '{key}' and "
                                                      "tags.`ablate.kind` = 'run' and attributes.status = 'FINISHED'",
-                               order_by=["attributes.end_time DESC"], max_results=1)
-    return found[0] if found else None
+                               order_by=["attributes.end_time DESC"], max_results=CANDIDATES)
+    for run in found:
+        if "ablate.sweep" not in run.data.tags and usable(run) and \
+                store.artifact_file(run.info.artifact_uri, "predictions.jsonl") is not None:
+            return run
+    return None
 
 
 def copy_run(client: MlflowClient, store: Store, source, exp_id: str, run_name: str, tags: dict[str, str]) -> str:
-    """A FINISHED copy of MLflow run `source` in experiment `exp_id`: its params, metric histories, tags (`tags`
-    set over them) and artifacts. Returns the new run id."""
+    """A FINISHED copy of MLflow run `source` in experiment `exp_id`: its params, metric histories, tags and
+    artifacts, with `tags` (this grid's placement and this run's labels: the run key leaves names out, so the
+    source may carry another variant's) set over them and the `variant` param set to `tags["ablate.variant"]`.
+    Returns the new run id. A copy that fails half-way is deleted, and the error raised."""
     own = {k: v for k, v in source.data.tags.items() if not k.startswith(OWN_TAGS)}
     origin = client.get_experiment(source.info.experiment_id).name
     run_id = client.create_run(exp_id, run_name=run_name, start_time=source.info.start_time, tags={
         **own, **tags, COPIED_FROM: f"{source.info.run_id} (experiment {origin})"}).info.run_id
-    params = [Param(k, v) for k, v in source.data.params.items()]
-    for i in range(0, len(params), MAX_PARAMS_PER_BATCH):
-        client.log_batch(run_id, params=params[i:i + MAX_PARAMS_PER_BATCH])
-    history: list[Metric] = [m for key in source.data.metrics
-                             for m in client.get_metric_history(source.info.run_id, key)]
-    for i in range(0, len(history), MAX_METRICS_PER_BATCH):
-        client.log_batch(run_id, metrics=history[i:i + MAX_METRICS_PER_BATCH])
-    _copy_artifacts(client, store, source, run_id)
-    client.set_terminated(run_id, status="FINISHED", end_time=source.info.end_time)
+    try:
+        params = [Param(k, tags.get("ablate.variant", v) if k == "variant" else v)
+                  for k, v in source.data.params.items()]
+        for i in range(0, len(params), MAX_PARAMS_PER_BATCH):
+            client.log_batch(run_id, params=params[i:i + MAX_PARAMS_PER_BATCH])
+        history: list[Metric] = [m for key in source.data.metrics
+                                 for m in client.get_metric_history(source.info.run_id, key)]
+        for i in range(0, len(history), MAX_METRICS_PER_BATCH):
+            client.log_batch(run_id, metrics=history[i:i + MAX_METRICS_PER_BATCH])
+        _copy_artifacts(client, store, source, run_id)
+        client.set_terminated(run_id, status="FINISHED", end_time=source.info.end_time)
+    except BaseException:
+        client.delete_run(run_id)
+        raise
     return run_id
 
 

@@ -186,10 +186,16 @@ def test_a_run_another_experiment_finished_is_copied_not_trained(smoke, tmp_path
     again = tmp_path / "again.yaml"
     again.write_text(yaml.safe_dump({"name": "smoke_again", "scale": "tiny", "baseline": "lynx", "variants": [],
                                      "seeds": [0], "overrides": dict(experiment.overrides)}))
-    copied = run_grid(load_experiment(again), store, FAST)
-    assert copied.ok and copied.copied == ["lynx seed 0"] == copied.skipped and not copied.finished
     client = store.client()
     original = load_grid_runs(store, experiment.name)[0].set_index("tags.ablate.variant").loc["lynx"]
+    # The run key leaves names out: a source may carry labels this run does not (another variant's, or an edited
+    # variant file's). The copy gets this run's own.
+    client.set_tag(original["run_id"], "ablate.paper_scores", '{"openvqa_image/acc": 1.0}')
+    try:
+        copied = run_grid(load_experiment(again), store, FAST)
+    finally:
+        client.set_tag(original["run_id"], "ablate.paper_scores", original["tags.ablate.paper_scores"])
+    assert copied.ok and copied.copied == ["lynx seed 0"] == copied.skipped and not copied.finished
     runs, _ = load_grid_runs(store, "smoke_again")
     (copy,) = runs.to_dict("records")
     assert copy["tags.ablate.copied_from"] == f"{original['run_id']} (experiment smoke)"
@@ -201,7 +207,10 @@ def test_a_run_another_experiment_finished_is_copied_not_trained(smoke, tmp_path
     assert history == [(m.step, m.value) for m in client.get_metric_history(original["run_id"], "train/finetune/loss")]
     assert {a.path for a in client.list_artifacts(copy["run_id"])} == \
         {a.path for a in client.list_artifacts(original["run_id"])}
+    assert copy["tags.ablate.paper_scores"] == original["tags.ablate.paper_scores"] != '{"openvqa_image/acc": 1.0}'
     assert "lynx" in write_report(load_experiment(again), store).read_text()
+    second = run_grid(load_experiment(again), store, FAST)
+    assert second.skipped == ["lynx seed 0"] and not second.copied  # its own copy now: nothing copied twice
 
     fresh = tmp_path / "fresh.yaml"
     fresh.write_text(again.read_text().replace("smoke_again", "smoke_fresh"))

@@ -73,6 +73,8 @@ def log_grid(uri: str, name: str, seeds: tuple[int, ...], larger: dict | None = 
         client.log_text(run_id, rows_of(items, "openvqa_image"), "predictions.jsonl")
         if larger and (variant, seed) in larger:
             client.set_tag(run_id, "ablate.rescored/benchmark_scale", "10")
+            client.set_tag(run_id, "ablate.rescored/splits",
+                           ",".join(sorted({key.rsplit("-", 2)[0] for key in larger[(variant, seed)]})))
             client.log_text(run_id, rows_of(larger[(variant, seed)]), "rescored/predictions.jsonl")
         client.set_terminated(run_id, "FINISHED")
     client.set_terminated(parent, "FINISHED")
@@ -238,6 +240,16 @@ def test_runs_scored_on_a_larger_benchmark_get_their_own_verdict_table(mlflow_se
     assert column["paper Δ video"] == f"{51.35 - 66.22:+.1f}"  # the paper's own, from the variant files
     assert column["paper's direction"] == "reproduced" and high < 0
     assert not (folder / "video_column.csv").exists()  # the grid's own benchmark scored no video here
+
+    # One run not yet scored on the 10x video split: the image table stands, the video column waits for it.
+    log_grid(mlflow_server, "larger-video-some", seeds,
+             {run: {**image[run], **(video[run] if run != ("lynx", 1) else {})} for run in image})
+    (tmp_path / "video-some").mkdir()
+    report(tmp_path / "video-some", mlflow_server, "larger-video-some", seeds)
+    folder = tmp_path / "video-some" / "out" / "reports" / "larger-video-some"
+    assert (folder / "verdicts_larger_benchmark.csv").exists()
+    assert not (folder / "video_column_larger_benchmark.csv").exists()
+    assert "3 of 4 finished runs have been scored on `openvqa_video_10x`" in (folder / "report.md").read_text()
 
     log_grid(mlflow_server, "larger-some", seeds, {("lynx", 0): image[("lynx", 0)]})
     (tmp_path / "some").mkdir()

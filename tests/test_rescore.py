@@ -141,7 +141,14 @@ def test_eval_on_a_larger_benchmark_scores_the_same_model_on_more_items(quick_st
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r for r in rows if r["split"] == "probes"] == list(larger.values())
     assert {r["split"] for r in rows} == {"probes", "mme"} and again.data.tags["ablate.rescored/splits"] == "probes,mme"
-    # ... while a scoring at another scale replaces them all.
+    # ... while a scoring by another judge, or at another scale, replaces them all.
+    assert main(["--out", out, "eval", run.info.run_id, "--benchmark-scale", "2", "--splits", "mme",
+                 "--judge", "exact"]) == 0
+    assert {json.loads(line)["split"] for line in path.read_text().splitlines()} == {"mme"}
+    assert main(["--out", out, "eval", run.info.run_id, "--benchmark-scale", "2", "--splits", "probes",
+                 "--judge", "exact"]) == 0
+    assert {json.loads(line)["split"] for line in path.read_text().splitlines()} == {"mme", "probes"}
     assert main(["--out", out, "eval", run.info.run_id, "--splits", "mme"]) == 0
     assert {json.loads(line)["split"] for line in path.read_text().splitlines()} == {"mme"}
-    assert client.get_run(run.info.run_id).data.tags["ablate.rescored/splits"] == "mme"
+    tags = client.get_run(run.info.run_id).data.tags
+    assert tags["ablate.rescored/splits"] == "mme" and tags["ablate.rescored/benchmark_scale"] == "1"
