@@ -151,7 +151,9 @@ def cmd_grid_submit(args) -> int:
                           wait=not args.no_wait, retry_failed=args.retry_failed, timeout_min=args.timeout_min,
                           partition=args.partition, reuse=not args.no_reuse)
     print(f"{experiment.name}: {len(outcome.submitted)} submitted, {len(outcome.finished)} ran, "
-          f"{len(outcome.skipped)} skipped (already finished), {len(outcome.failed)} failed; store: {args.out}")
+          f"{len(outcome.skipped)} skipped (already finished"
+          + (f"; {len(outcome.copied)} of them copied from other experiments" if outcome.copied else "")
+          + f"), {len(outcome.failed)} failed; store: {args.out}")
     for name, reason in outcome.failed.items():
         print(f"  failed: {name}: {reason}", file=sys.stderr)
     return 0 if outcome.ok else 1
