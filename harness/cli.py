@@ -131,14 +131,19 @@ def cmd_grid_run(args) -> int:
     print(
         f"{experiment.name}: {len(outcome.finished)} ran, "
         + (f"{len(outcome.rescored)} scored again (evaluation changed), " if outcome.rescored else "")
-        + f"{len(outcome.skipped)} skipped (already finished"
-        + (f"; {len(outcome.copied)} of them copied from other experiments" if outcome.copied else "")
-        + f"), {len(outcome.busy)} busy elsewhere, "
+        + f"{_skipped_text(outcome)}, {len(outcome.busy)} busy elsewhere, "
         f"{len(outcome.failed)} failed; store: {args.out}"
     )
     for name, reason in outcome.failed.items():
         print(f"  failed: {name}: {reason}", file=sys.stderr)
     return 0 if outcome.ok else 1
+
+
+def _skipped_text(outcome) -> str:
+    """'3 skipped (already finished; 2 of them copied from other experiments)'."""
+    copied = sum(label in outcome.copied for label in outcome.skipped)
+    return (f"{len(outcome.skipped)} skipped (already finished"
+            + (f"; {copied} of them copied from other experiments" if copied else "") + ")")
 
 
 def cmd_grid_submit(args) -> int:
@@ -151,9 +156,7 @@ def cmd_grid_submit(args) -> int:
                           wait=not args.no_wait, retry_failed=args.retry_failed, timeout_min=args.timeout_min,
                           partition=args.partition, reuse=not args.no_reuse)
     print(f"{experiment.name}: {len(outcome.submitted)} submitted, {len(outcome.finished)} ran, "
-          f"{len(outcome.skipped)} skipped (already finished"
-          + (f"; {len(outcome.copied)} of them copied from other experiments" if outcome.copied else "")
-          + f"), {len(outcome.failed)} failed; store: {args.out}")
+          f"{_skipped_text(outcome)}, {len(outcome.failed)} failed; store: {args.out}")
     for name, reason in outcome.failed.items():
         print(f"  failed: {name}: {reason}", file=sys.stderr)
     return 0 if outcome.ok else 1

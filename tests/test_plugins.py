@@ -175,7 +175,7 @@ def test_a_grid_runs_a_plugin_variant_connector_split_and_judge_in_spawned_worke
                             variants=("w_avgpool",), workers=2,
                             overrides={**quick, "eval.splits": "probes,count_only", "eval.judge": "lenient"})
     store = quick_store
-    outcome = run_grid(experiment, store)
+    outcome = run_grid(experiment, store, reuse=False)  # the shared store may hold this lynx from another test
     assert outcome.ok and len(outcome.finished) == 2, outcome.failed
     client = store.client()
     runs = client.search_runs([client.get_experiment_by_name("plugin").experiment_id], "tags.`ablate.kind` = 'run'")

@@ -16,7 +16,8 @@ def test_local_jobs_run_each_pending_run_once(quick_store, quick, tmp_path, caps
     path.write_text(yaml.safe_dump({"name": "submitted", "scale": "tiny", "baseline": "lynx",
                                     "variants": ["wo_adapter"], "seeds": [0], "overrides": quick}))
     out = str(quick_store.root)
-    assert main(["--out", out, "grid", "submit", str(path), "--executor", "local"]) == 0
+    # --no-reuse: the shared store may hold the same lynx run from another test's experiment
+    assert main(["--out", out, "grid", "submit", str(path), "--executor", "local", "--no-reuse"]) == 0
     assert "submitted: 2 submitted, 2 ran, 0 skipped" in capsys.readouterr().out
     client = quick_store.client()
     exp = client.get_experiment_by_name("submitted")
