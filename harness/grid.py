@@ -341,6 +341,8 @@ def grid_status(experiment: Experiment, store: Store, cli: dict[str, Any] | None
                 "done (evaluation settings changed: the next grid run scores it again, without training)"
             if on_other_build(child, run, store):
                 state += " (trained on another build of the world or zoo: a fresh --out trains it on this one)"
+            if origin := child.data.tags.get("ablate.copied_from"):
+                state += f" (copied from run {origin})"
         elif status == "FAILED":
             state = f"failed: {child.data.tags.get('ablate.error', '')[:200]}"
         elif status == "KILLED":

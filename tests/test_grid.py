@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from harness.experiment import load_experiment
-from harness.grid import run_grid
+from harness.grid import grid_status, run_grid
 from harness.tracking import Store
 from reports import write_report
 from reports.runs import load_grid_runs
@@ -209,6 +209,8 @@ def test_a_run_another_experiment_finished_is_copied_not_trained(smoke, tmp_path
         {a.path for a in client.list_artifacts(original["run_id"])}
     assert copy["tags.ablate.paper_scores"] == original["tags.ablate.paper_scores"] != '{"openvqa_image/acc": 1.0}'
     assert "lynx" in write_report(load_experiment(again), store).read_text()
+    (line,) = grid_status(load_experiment(again), store, FAST)
+    assert line == ("lynx seed 0", f"done (copied from run {original['run_id']} (experiment smoke))")
     second = run_grid(load_experiment(again), store, FAST)
     assert second.skipped == ["lynx seed 0"] and not second.copied  # its own copy now: nothing copied twice
 
