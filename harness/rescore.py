@@ -184,6 +184,8 @@ def evaluate_saved(store: Store, target: str, blind: bool = False, splits: str |
     if splits:
         parse_splits(splits)
     config, folder, run_id = load_saved(store, target)
+    if run_id is not None:
+        warn_if_retrained(store.client().get_run(run_id), folder)
     own_judge = config.eval.judge.name  # what a scoring without --judge judged with
     eval_cfg = config.eval
     if splits:
@@ -205,6 +207,18 @@ def evaluate_saved(store: Store, target: str, blind: bool = False, splits: str |
                        str(benchmark_scale or config.world.benchmark_scale), eval_cfg.judge.name, own_judge,
                        parse_splits(eval_cfg.splits))
     return metrics, rows
+
+
+def warn_if_retrained(run, folder: Path) -> None:
+    """Say so when a run's checkpoint folder (shared by every run of its key) no longer holds the weights the run
+    was scored with: another run of the same key trained into it since (`--no-reuse`, a sweep trial)."""
+    from harness.resume import WEIGHTS_DIGEST, weights_digest
+
+    logged = run.data.tags.get(WEIGHTS_DIGEST)
+    if logged and logged != (now := weights_digest(folder)):
+        log.warning("run %s: its checkpoint folder %s now holds other weights (sha256 %s, the run's were %s): "
+                    "another run of the same key trained into it since; these scores are that model's",
+                    run.info.run_id, folder, now, logged)
 
 
 def record_scoring(store: Store, run_id: str, prefix: str, metrics: dict, rows: list[dict], scale: str, judge: str,

@@ -29,6 +29,21 @@ def checkpoint_dir(store, key: str) -> Path:
     return store.root / "checkpoints" / key
 
 
+WEIGHTS_DIGEST = "ablate.checkpoint_sha256"  # the run tag naming the trained weights it was scored with
+
+
+def weights_digest(folder: Path) -> str:
+    """16 hex digits of the sha256 of a checkpoint folder's `trainable.pt` (the run's trained weights): runs that
+    share the folder (one run key) can tell whether it still holds the weights their scores came from."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(folder / "trainable.pt", "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 @dataclass
 class ResumePoint:
     """A run's state between two training steps."""

@@ -21,7 +21,7 @@ from typing import Any
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from harness.resume import checkpoint_dir
+from harness.resume import WEIGHTS_DIGEST, checkpoint_dir, weights_digest
 from harness.tracking import MAX_PARAMS_PER_BATCH, Store
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
@@ -35,10 +35,12 @@ CANDIDATES = 20  # finished runs of one key looked at, newest first
 def finished_elsewhere(client: MlflowClient, store: Store, exp_id: str, key: str, usable: Callable[[Any], bool]):
     """The newest finished grid run of run key `key` in another experiment of the store that `usable(run)`
     accepts (the grid passes: trained on the build this code makes) and whose predictions and checkpoint are still
-    there (so a copy can be reported and scored again), or None. Sweep trials are not taken: they carry a trial's
+    there (so a copy can be reported and scored again; the checkpoint folder, shared by the key, still holding the
+    weights the run was scored with, where it names them), or None. Sweep trials are not taken: they carry a trial's
     settings and history."""
     if not (checkpoint_dir(store, key) / "trainable.pt").is_file():
         return None
+    held = weights_digest(checkpoint_dir(store, key))  # a run whose weights were overwritten since is not copied
     others = [e.experiment_id for e in client.search_experiments() if e.experiment_id != exp_id]
     if not others:
         return None
@@ -46,8 +48,8 @@ def finished_elsewhere(client: MlflowClient, store: Store, exp_id: str, key: str
                                                      "tags.`ablate.kind` = 'run' and attributes.status = 'FINISHED'",
                                order_by=["attributes.end_time DESC"], max_results=CANDIDATES)
     for run in found:
-        if "ablate.sweep" not in run.data.tags and usable(run) and \
-                store.artifact_file(run.info.artifact_uri, "predictions.jsonl") is not None:
+        if "ablate.sweep" not in run.data.tags and run.data.tags.get(WEIGHTS_DIGEST, held) == held and usable(run) \
+                and store.artifact_file(run.info.artifact_uri, "predictions.jsonl") is not None:
             return run
     return None
 

@@ -24,7 +24,7 @@ from harness.config.validate import to_flat_dict
 from harness.errors import AblateError
 from harness.progress import RunProgress
 from harness.resolve import ResolvedRun, eval_settings, training_settings
-from harness.resume import checkpoint_dir, discard
+from harness.resume import WEIGHTS_DIGEST, checkpoint_dir, discard, weights_digest
 from harness.tracking import Store, finish, log_batch, mark_killed, numerics, provenance
 
 if TYPE_CHECKING:  # torch and Lightning load when a run starts, not when the CLI imports this module
@@ -268,7 +268,8 @@ def _train_and_evaluate(
                                            feature_log=dict(feature_log), rng=capture_rng()))
     store.log_text(client, run_id, "\n".join(freeze_report) + "\n", "freeze_policy.txt")
     save_checkpoint(model, cfg, trained, folder)
-    log_batch(client, run_id, tags={"ablate.checkpoint": store.relative(folder)})
+    log_batch(client, run_id, tags={"ablate.checkpoint": store.relative(folder),
+                                    WEIGHTS_DIGEST: weights_digest(folder)})
     data.world = evaluation_world(data.world, cfg)  # a package's splits are written when first evaluated on
     feature_log["eval"] = stage_features(
         store.cache / "features", model, data, "eval", parse_splits(cfg.eval.splits), eval_size,

@@ -10,6 +10,7 @@ import yaml
 
 from harness.experiment import load_experiment
 from harness.grid import grid_status, run_grid
+from harness.resume import checkpoint_dir, weights_digest
 from harness.tracking import Store
 from reports import write_report
 from reports.runs import load_grid_runs
@@ -214,10 +215,27 @@ def test_a_run_another_experiment_finished_is_copied_not_trained(smoke, tmp_path
     second = run_grid(load_experiment(again), store, FAST)
     assert second.skipped == ["lynx seed 0"] and not second.copied  # its own copy now: nothing copied twice
 
+    digest = original["tags.ablate.checkpoint_sha256"]
+    assert copy["tags.ablate.checkpoint_sha256"] == digest == weights_digest(checkpoint_dir(store, copy["tags.ablate.run_key"]))
     fresh = tmp_path / "fresh.yaml"
     fresh.write_text(again.read_text().replace("smoke_again", "smoke_fresh"))
     retrained = run_grid(load_experiment(fresh), store, FAST, reuse=False)
     assert retrained.finished == ["lynx seed 0"] and not retrained.copied
+
+    # Every finished run of the key (the copy too) now names weights the shared checkpoint folder does not hold:
+    # none is copied.
+    runs = [load_grid_runs(store, name)[0].set_index("tags.ablate.variant").loc["lynx", "run_id"]
+            for name in ("smoke", "smoke_again", "smoke_fresh")]
+    for run_id in runs:
+        client.set_tag(run_id, "ablate.checkpoint_sha256", "0" * 16)
+    stale = tmp_path / "stale.yaml"
+    stale.write_text(again.read_text().replace("smoke_again", "smoke_stale"))
+    try:
+        trained = run_grid(load_experiment(stale), store, FAST)
+    finally:
+        for run_id in runs:
+            client.set_tag(run_id, "ablate.checkpoint_sha256", digest)
+    assert trained.finished == ["lynx seed 0"] and not trained.copied
 
 
 def test_changed_setting_is_a_new_run(smoke):
