@@ -20,6 +20,13 @@ def _store(args):
     return Store(Path(args.out), remote=getattr(args, "tracking_uri", None))
 
 
+def _no_reuse(parser) -> None:
+    """`--no-reuse`: train a run here even when another experiment of the output folder finished it."""
+    parser.add_argument("--no-reuse", action="store_true",
+                        help="train here even a run another experiment of the output folder finished (by default "
+                             "it is copied: same run key, same training)")
+
+
 def _shared_server(parser) -> None:
     """`--tracking-uri`: several machines work on one grid through one MLflow tracking server."""
     env = os.environ.get("MLFLOW_TRACKING_URI", "")
@@ -433,9 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--scale", default=None, help="scale preset (default: tiny)")
     quick.add_argument("--seed", type=int, default=0)
     quick.add_argument("--retry-failed", action="store_true", help="run it again if it failed before")
-    quick.add_argument("--no-reuse", action="store_true",
-                     help="train here even a run another experiment of the output folder finished (by default "
-                          "it is copied: same run key, same training)")
+    _no_reuse(quick)
     quick.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-4")
     quick.set_defaults(func=cmd_run)
 
@@ -447,9 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=None, help="parallel worker processes")
     run.add_argument("--seeds", default=None, help="override the experiment's seeds, e.g. 0,1")
     run.add_argument("--retry-failed", action="store_true", help="run failed runs again (killed ones always are)")
-    run.add_argument("--no-reuse", action="store_true",
-                     help="train here even a run another experiment of the output folder finished (by default "
-                          "it is copied: same run key, same training)")
+    _no_reuse(run)
     run.add_argument("--from-sweep", action="store_true",
                      help="train each variant at its own best settings from `ablate sweep run` (the report lists them "
                           "among each variant's differences from the baseline)")
@@ -468,9 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--timeout-min", type=int, default=24 * 60, help="job time limit in minutes")
     submit.add_argument("--no-wait", action="store_true", help="return once submitted (check with `grid status`)")
     submit.add_argument("--retry-failed", action="store_true", help="submit failed runs again")
-    submit.add_argument("--no-reuse", action="store_true",
-                     help="train here even a run another experiment of the output folder finished (by default "
-                          "it is copied: same run key, same training)")
+    _no_reuse(submit)
     submit.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides applied to every run")
     _shared_server(submit)
     submit.set_defaults(func=cmd_grid_submit)
