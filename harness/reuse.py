@@ -38,17 +38,21 @@ def finished_elsewhere(client: MlflowClient, store: Store, exp_id: str, key: str
     there (so a copy can be reported and scored again; the checkpoint folder, shared by the key, still holding the
     weights the run was scored with, where it names them), or None. Sweep trials are not taken: they carry a trial's
     settings and history."""
-    if not (checkpoint_dir(store, key) / "trainable.pt").is_file():
+    folder = checkpoint_dir(store, key)
+    if not (folder / "trainable.pt").is_file():
         return None
-    held = weights_digest(checkpoint_dir(store, key))  # a run whose weights were overwritten since is not copied
     others = [e.experiment_id for e in client.search_experiments() if e.experiment_id != exp_id]
     if not others:
         return None
     found = client.search_runs(others, filter_string=f"tags.`ablate.run_key` = '{key}' and "
                                                      "tags.`ablate.kind` = 'run' and attributes.status = 'FINISHED'",
                                order_by=["attributes.end_time DESC"], max_results=CANDIDATES)
+    held = None  # the folder's weights digest, hashed once and only when a candidate names its own
     for run in found:
-        if "ablate.sweep" not in run.data.tags and run.data.tags.get(WEIGHTS_DIGEST, held) == held and usable(run) \
+        named = run.data.tags.get(WEIGHTS_DIGEST)
+        if named is not None and held is None:
+            held = weights_digest(folder)
+        if "ablate.sweep" not in run.data.tags and named in (None, held) and usable(run) \
                 and store.artifact_file(run.info.artifact_uri, "predictions.jsonl") is not None:
             return run
     return None
